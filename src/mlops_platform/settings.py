@@ -1,0 +1,107 @@
+"""The one settings object. Every knob is an ``MLOPS_*`` environment variable with a local default.
+
+Why one object: the same task functions run under Airflow, the CLI and tests; they all take a
+``Settings`` value instead of reading the environment themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PostgresDsn, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Weekday = Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+ENV_PREFIX = "MLOPS_"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the variable to fix."""
+
+
+class Settings(BaseSettings):
+    """Platform configuration; read once at start-up with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- stores -------------------------------------------------------------------------------
+    raw_db_url: PostgresDsn = Field(
+        default="postgresql+psycopg://mlops:mlops@127.0.0.1:5432/rawdata",
+        description="RAW store: batches, listings as received, inference logs.",
+    )
+    clean_db_url: PostgresDsn = Field(
+        default="postgresql+psycopg://mlops:mlops@127.0.0.1:5432/cleandata",
+        description="CLEAN store: typed listings, rejected rows, model history. May equal RAW.",
+    )
+
+    # --- data source --------------------------------------------------------------------------
+    datasource_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL of the data-source API."
+    )
+    group_number: int = Field(default=1, ge=1, description="Group whose batches are collected.")
+    day: Weekday = Field(default="Wednesday", description="Day whose batches are collected.")
+    http_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+    http_retries: int = Field(default=5, ge=1, le=20, description="Attempts per request.")
+    http_backoff_s: float = Field(default=0.5, ge=0, description="First retry wait; doubles.")
+
+    # --- simulator (mlops datasource serve) ---------------------------------------------------
+    sim_host: str = Field(default="127.0.0.1", description="Simulator bind address.")
+    sim_port: int = Field(default=8000, ge=1, le=65535, description="Simulator port.")
+    sim_batches: int = Field(default=10, ge=1, le=10_000, description="Batches per group/day.")
+    sim_batch_size: int = Field(default=2000, ge=1, le=1_000_000, description="Rows per batch.")
+    sim_seed: int = Field(default=42, description="Seed; same seed, group and day → same batches.")
+    sim_drift_at: int = Field(
+        default=6, ge=1, description="First batch number of the drifted regime (1-based)."
+    )
+    sim_drift_strength: float = Field(
+        default=1.0, ge=0, le=5, description="0 = no regime change; 1 = the default shift."
+    )
+    sim_dirty_rate: float = Field(
+        default=0.03, ge=0, le=1, description="Share of rows with an invalid value."
+    )
+    sim_csv: Path | None = Field(
+        default=None, description="Serve this USA real-estate CSV instead of synthetic data."
+    )
+
+    # --- cleaning -----------------------------------------------------------------------------
+    test_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of clean rows in the test split."
+    )
+
+    # --- local platform -----------------------------------------------------------------------
+    state_dir: Path = Field(default=Path(".mlops"), description="Where `mlops up` keeps state.")
+    pg_port: int = Field(default=5432, ge=1, le=65535, description="Local PostgreSQL port.")
+
+    @field_validator("datasource_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def raw_url(self) -> str:
+        return str(self.raw_db_url)
+
+    @property
+    def clean_url(self) -> str:
+        return str(self.clean_db_url)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        got = item.get("input")
+        lines.append(f"{ENV_PREFIX}{field.upper()}={got!r}: {item['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value raises SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

@@ -1,0 +1,1 @@
+"""RAW and CLEAN stores: engines, tables and their Alembic migrations."""

@@ -1,0 +1,3 @@
+from mlops_platform.storage.migrations.env import run
+
+run()

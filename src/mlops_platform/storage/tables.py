@@ -1,0 +1,112 @@
+"""Table definitions of the RAW (``raw_data``) and CLEAN (``clean_data``) stores.
+
+These mirror the Alembic migrations, which are the source of truth for the database; code uses
+these objects to build queries. RAW keeps text exactly as received; CLEAN keeps typed rows.
+A RAW row is named by ``(batch_id, row_number)``; CLEAN rows carry that pair as their link.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Double,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from mlops_platform.schema import FIELDS
+
+RAW_SCHEMA = "raw_data"
+CLEAN_SCHEMA = "clean_data"
+
+raw_metadata = MetaData(schema=RAW_SCHEMA)
+clean_metadata = MetaData(schema=CLEAN_SCHEMA)
+
+batches = Table(
+    "batches",
+    raw_metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),
+    Column("group_number", Integer, nullable=False),
+    Column("day", Text, nullable=False),
+    Column("batch_number", Integer, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("row_count", Integer, nullable=False),
+    Column("sha256", Text, nullable=False, unique=True),
+)
+
+raw_listings = Table(
+    "listings",
+    raw_metadata,
+    Column("batch_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("row_number", Integer, primary_key=True, autoincrement=False),
+    *(Column(name, Text) for name in FIELDS),
+    Column("extra", Text, comment="JSON of keys outside the 12 fields, as received"),
+    Column("row_hash", Text, nullable=False, comment="sha256 of the row as stored"),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+inference_logs = Table(
+    "inference_logs",
+    raw_metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("logged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("model_name", Text, nullable=False),
+    Column("model_version", Text, nullable=False),
+    Column("run_id", Text),
+    Column("input", JSONB, nullable=False),
+    Column("output", JSONB, nullable=False),
+    Column("latency_ms", Double, nullable=False),
+)
+
+cleaned_batches = Table(
+    "cleaned_batches",
+    clean_metadata,
+    Column("batch_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("rows_read", Integer, nullable=False),
+    Column("cleaned", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Column("cleaned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+clean_listings = Table(
+    "listings",
+    clean_metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("batch_id", BigInteger, nullable=False),
+    Column("row_number", Integer, nullable=False),
+    Column("brokered_by", Text),
+    Column("status", Text, nullable=False),
+    Column("price", Double, nullable=False),
+    Column("bed", SmallInteger),
+    Column("bath", SmallInteger),
+    Column("acre_lot", Double),
+    Column("street", Text),
+    Column("city", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("zip_code", Text, nullable=False),
+    Column("house_size", Double),
+    Column("prev_sold_date", Date),
+    Column("row_key", Text, nullable=False, unique=True),
+    Column("split", Text, nullable=False),
+    Column("cleaned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+rejected = Table(
+    "rejected",
+    clean_metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("batch_id", BigInteger, nullable=False),
+    Column("row_number", Integer, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("rejected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,0 +1,60 @@
+"""Settings: every knob from MLOPS_*, sane defaults, and bad values named at start-up."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mlops_platform.cli import app
+from mlops_platform.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_are_local_and_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"MLOPS_{name.upper()}", raising=False)
+    settings = load_settings()
+    assert settings.raw_url.endswith("/rawdata")
+    assert settings.clean_url.endswith("/cleandata")
+    assert settings.day == "Wednesday"
+    assert settings.datasource_url == "http://127.0.0.1:8000"
+
+
+def test_every_field_documents_itself() -> None:
+    undocumented = [n for n, f in Settings.model_fields.items() if not f.description]
+    assert undocumented == []
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_GROUP_NUMBER", "7")
+    monkeypatch.setenv("MLOPS_DAY", "Tuesday")
+    monkeypatch.setenv("MLOPS_DATASOURCE_URL", "http://source:80/")
+    settings = load_settings()
+    assert (settings.group_number, settings.day) == (7, "Tuesday")
+    assert settings.datasource_url == "http://source:80"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MLOPS_GROUP_NUMBER", "zero"),
+        ("MLOPS_GROUP_NUMBER", "0"),
+        ("MLOPS_DAY", "Funday"),
+        ("MLOPS_RAW_DB_URL", "mysql://x@y/z"),
+        ("MLOPS_DATASOURCE_URL", "ftp://source"),
+        ("MLOPS_TEST_FRACTION", "1.5"),
+        ("MLOPS_SIM_BATCH_SIZE", "-3"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
+
+
+def test_cli_fails_at_start_up_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_DAY", "Funday")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2
+    assert "MLOPS_DAY" in result.output
