@@ -70,6 +70,30 @@ class Settings(BaseSettings):
         default=0.2, gt=0, lt=1, description="Share of clean rows in the test split."
     )
 
+    # --- MLflow and object storage -------------------------------------------------------------
+    mlflow_tracking_uri: str = Field(
+        default="http://127.0.0.1:5000", description="MLflow tracking server clients talk to."
+    )
+    mlflow_backend_db_url: PostgresDsn = Field(
+        default="postgresql+psycopg://mlflow:mlflow@127.0.0.1:5432/mlflow",
+        description="MLflow server metadata store (PostgreSQL; SQLite is not supported).",
+    )
+    mlflow_artifacts_uri: str = Field(
+        default="s3://mlflow/artifacts",
+        description="Where the MLflow server keeps artifacts (clients go through the server).",
+    )
+    mlflow_host: str = Field(default="127.0.0.1", description="MLflow server bind address.")
+    mlflow_port: int = Field(default=5000, ge=1, le=65535, description="MLflow server port.")
+    mlflow_workers: int = Field(default=2, ge=1, le=32, description="MLflow server workers.")
+    s3_endpoint_url: str = Field(
+        default="http://127.0.0.1:8333", description="S3 API endpoint (MinIO-compatible)."
+    )
+    s3_access_key: str = Field(default="mlops", description="S3 access key id.")
+    s3_secret_key: str = Field(default="mlops-secret", description="S3 secret access key.")
+    s3_port: int = Field(default=8333, ge=1, le=65535, description="Local S3 server port.")
+    model_name: str = Field(default="house_price", description="Registered model name.")
+    model_alias: str = Field(default="production", description="Alias of the serving model.")
+
     # --- local platform -----------------------------------------------------------------------
     state_dir: Path = Field(default=Path(".mlops"), description="Where `mlops up` keeps state.")
     pg_port: int = Field(default=5432, ge=1, le=65535, description="Local PostgreSQL port.")
