@@ -20,6 +20,8 @@ from mlops_platform.settings import Settings, load_settings
 from mlops_platform.storage.engine import make_engine
 from mlops_platform.storage.migrate import upgrade
 
+pytest_plugins = ["tests.plugins.mlflow_stack"]
+
 REQUIRE_ALL = os.environ.get("MLOPS_REQUIRE_ALL") == "1"
 _counter = itertools.count()
 

@@ -29,10 +29,12 @@ class Service:
         return self.state_dir / "logs" / f"{self.name}.log"
 
     def pid(self) -> int | None:
+        """The running process' pid, or None; a child of ours that exited is reaped first."""
         try:
             pid = int(self.pid_file.read_text())
         except (FileNotFoundError, ValueError):
             return None
+        _reap(pid)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
