@@ -112,6 +112,46 @@ def pipeline_run_data(
     _print_data_run(outcome)
 
 
+def _fmt(metrics: dict | None, key: str) -> str:
+    if not metrics or metrics.get(key) is None:
+        return "—"
+    return f"{metrics[key]:.3f}" if key == "r2" else f"{metrics[key]:,.0f}"
+
+
+def _print_model_run(row: dict) -> None:
+    table = Table(title=f"Modeling — data {row.get('data_version')}")
+    for column in ("", "candidate", "production"):
+        table.add_column(column, justify="right" if column else "left")
+    candidate, production = row.get("candidate_metrics"), row.get("production_metrics")
+    table.add_row(
+        "version",
+        str(row.get("candidate_version") or "—"),
+        str(row.get("production_version") or "—"),
+    )
+    table.add_row("family", str(row.get("candidate_family") or "—"), "")
+    for key, label in (("mae", "MAE $"), ("rmse", "RMSE $"), ("r2", "R²"), ("mape", "MAPE")):
+        table.add_row(label, _fmt(candidate, key), _fmt(production, key))
+    console.print(table)
+    drifted = row.get("drifted_features") or {}
+    if drifted:
+        console.print("Drifted: " + ", ".join(f"{k} (PSI {v:.2f})" for k, v in drifted.items()))
+    console.print(f"Decision: [bold]{row.get('outcome')}[/bold] — {row.get('reason')}")
+
+
+@pipeline_run_app.command("model")
+def pipeline_run_model(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Decide → train → evaluate → promote → explain → record, for the data in CLEAN now."""
+    from mlops_platform.pipelines.modeling import run_model_pipeline
+
+    _logging(verbose)
+    settings = _settings()
+    with console.status("modeling: deciding, training, evaluating..."):
+        row = run_model_pipeline(settings)
+    _print_model_run(row)
+
+
 def _print_endpoints(settings: Settings) -> None:
     from mlops_platform.local.platform import status
 

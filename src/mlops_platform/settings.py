@@ -94,6 +94,45 @@ class Settings(BaseSettings):
     model_name: str = Field(default="house_price", description="Registered model name.")
     model_alias: str = Field(default="production", description="Alias of the serving model.")
 
+    # --- modeling -----------------------------------------------------------------------------
+    experiment_name: str = Field(default="house_price", description="MLflow experiment.")
+    train_seed: int = Field(default=42, description="Seed of every random choice in training.")
+    drift_psi_threshold: float = Field(
+        default=0.2, gt=0, description="A feature with PSI above this has drifted."
+    )
+    error_ratio_threshold: float = Field(
+        default=1.25,
+        gt=1,
+        description="Retrain when production MAE on new rows exceeds its test MAE by this factor.",
+    )
+    retrain_new_rows_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        description="Retrain when new rows reach this share of the rows the "
+        "production model was trained on.",
+    )
+    min_new_rows: int = Field(
+        default=200, ge=1, description="Fewer new clean rows than this never trigger a retrain."
+    )
+    promotion_margin: float = Field(
+        default=0.01, ge=0, lt=1, description="Candidate MAE must beat production by this share."
+    )
+    r2_tolerance: float = Field(
+        default=0.01, ge=0, description="Guardrail: candidate R² may trail production by this."
+    )
+    recency_half_life: float = Field(
+        default=3.0, gt=0, description="Training weight halves every this many batches back."
+    )
+    eval_window_batches: int = Field(
+        default=2,
+        ge=1,
+        description="Champion and challenger are compared on the test rows "
+        "of this many most recent batches.",
+    )
+    shap_sample_rows: int = Field(
+        default=300, ge=10, le=100_000, description="Rows explained for global SHAP importance."
+    )
+
     # --- local platform -----------------------------------------------------------------------
     state_dir: Path = Field(default=Path(".mlops"), description="Where `mlops up` keeps state.")
     pg_port: int = Field(default=5432, ge=1, le=65535, description="Local PostgreSQL port.")

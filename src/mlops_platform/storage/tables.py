@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -109,4 +110,31 @@ rejected = Table(
     Column("rule", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("rejected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+model_history = Table(
+    "model_history",
+    clean_metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("data_version", Text, nullable=False, unique=True),
+    Column("max_batch_id", BigInteger, nullable=False),
+    Column("reference_rows", Integer, nullable=False),
+    Column("new_rows", Integer, nullable=False),
+    Column("retrain", Boolean, nullable=False),
+    Column("decision_reasons", JSONB, nullable=False),
+    Column("drift", JSONB, nullable=False),
+    Column("drifted_features", JSONB, nullable=False),
+    Column("production_version", Text),
+    Column("production_metrics", JSONB),
+    Column("candidate_version", Text),
+    Column("candidate_run_id", Text),
+    Column("candidate_family", Text),
+    Column("candidate_metrics", JSONB),
+    Column("validation_metrics", JSONB),
+    Column("eval_rows", Integer),
+    Column("outcome", Text, nullable=False),
+    Column("promoted", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("shap_uri", Text),
 )

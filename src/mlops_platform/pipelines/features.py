@@ -1,0 +1,97 @@
+"""Model features from the listing schema, as a scikit-learn transformer.
+
+The transformer is part of the registered model, so training and serving derive features the
+same way. Every derived column remembers the original field it came from (:data:`SOURCES`), so
+SHAP contributions can be reported per original feature.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from mlops_platform.schema import FEATURES
+
+NUMERIC: tuple[str, ...] = (
+    "bed",
+    "bath",
+    "log_house_size",
+    "log_acre_lot",
+    "years_since_sold",
+    "broker_listings",
+    "street_listings",
+)
+# Low-cardinality categories (one-hot or native) and high-cardinality ones (target-encoded).
+LOW_CARDINALITY: tuple[str, ...] = ("status", "state")
+HIGH_CARDINALITY: tuple[str, ...] = ("city", "zip_code", "zip3", "brokered_by")
+OUTPUTS: tuple[str, ...] = (*NUMERIC, *LOW_CARDINALITY, *HIGH_CARDINALITY)
+
+SOURCES: dict[str, str] = {
+    "bed": "bed",
+    "bath": "bath",
+    "log_house_size": "house_size",
+    "log_acre_lot": "acre_lot",
+    "years_since_sold": "prev_sold_date",
+    "broker_listings": "brokered_by",
+    "street_listings": "street",
+    "status": "status",
+    "state": "state",
+    "city": "city",
+    "zip_code": "zip_code",
+    "zip3": "zip_code",
+    "brokered_by": "brokered_by",
+}
+MISSING_CATEGORY = "<missing>"
+
+
+class ListingFeatureBuilder(TransformerMixin, BaseEstimator):
+    """Raw listing columns → model columns (logs, ages, counts, location keys).
+
+    ``fit`` learns only what must not leak from serving data: the reference day for ages (the
+    latest sale seen in training) and how many listings each broker and street had.
+    """
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> ListingFeatureBuilder:
+        sold = pd.to_datetime(X["prev_sold_date"], errors="coerce")
+        latest = sold.max()
+        self.reference_year_ = float(
+            2020.0 if pd.isna(latest) else latest.year + latest.day_of_year / 365.25
+        )
+        self.broker_counts_ = X["brokered_by"].dropna().astype(str).value_counts().to_dict()
+        self.street_counts_ = X["street"].dropna().astype(str).value_counts().to_dict()
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        sold = pd.to_datetime(X["prev_sold_date"], errors="coerce")
+        sold_year = sold.dt.year + sold.dt.day_of_year / 365.25
+        out = pd.DataFrame(index=X.index)
+        out["bed"] = pd.to_numeric(X["bed"], errors="coerce").astype(float)
+        out["bath"] = pd.to_numeric(X["bath"], errors="coerce").astype(float)
+        out["log_house_size"] = np.log1p(pd.to_numeric(X["house_size"], errors="coerce"))
+        out["log_acre_lot"] = np.log1p(pd.to_numeric(X["acre_lot"], errors="coerce"))
+        out["years_since_sold"] = (self.reference_year_ - sold_year).astype(float)
+        out["broker_listings"] = _counts(X["brokered_by"], self.broker_counts_)
+        out["street_listings"] = _counts(X["street"], self.street_counts_)
+        for column in ("status", "state", "city", "zip_code", "brokered_by"):
+            out[column] = _category(X[column])
+        out["zip3"] = out["zip_code"].str[:3].where(out["zip_code"] != MISSING_CATEGORY)
+        out["zip3"] = out["zip3"].fillna(MISSING_CATEGORY)
+        return out[list(OUTPUTS)]
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.asarray(OUTPUTS, dtype=object)
+
+
+def _counts(values: pd.Series, counts: dict[str, int]) -> pd.Series:
+    return values.astype("string").map(counts).astype(float).fillna(0.0)
+
+
+def _category(values: pd.Series) -> pd.Series:
+    return values.astype("string").fillna(MISSING_CATEGORY).astype(object)
+
+
+def raw_frame(records: list[dict]) -> pd.DataFrame:
+    """Records (clean listing dicts) → the raw feature frame the model takes, columns in order."""
+    frame = pd.DataFrame.from_records(records, columns=list(FEATURES))
+    return frame.astype({"bed": float, "bath": float, "acre_lot": float, "house_size": float})

@@ -1,0 +1,333 @@
+"""The modeling pipeline as task functions: decide → train → evaluate → promote → explain → record.
+
+Each task takes settings and plain values (the previous tasks' dicts) and returns a plain dict,
+so Airflow can pass them between tasks and the CLI can call them in a row. A data version is
+decided once: re-running any task, or the whole pipeline, reuses what was already done (the
+registered candidate, the history row) instead of doing it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import mlflow
+import pandas as pd
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from mlops_platform.pipelines import drift, registry
+from mlops_platform.pipelines.dataset import data_version, load_listings
+from mlops_platform.pipelines.evaluate import evaluate as score
+from mlops_platform.pipelines.explain import explain as shap_explain
+from mlops_platform.pipelines.promote import judge
+from mlops_platform.pipelines.train import choose, fit_candidates, refit
+from mlops_platform.schema import FEATURES
+from mlops_platform.settings import Settings
+from mlops_platform.storage.engine import make_engine
+from mlops_platform.storage.tables import model_history
+
+log = logging.getLogger(__name__)
+
+
+def _history_row(clean: Engine, label: str) -> dict[str, Any] | None:
+    with clean.connect() as conn:
+        row = (
+            conn.execute(select(model_history).where(model_history.c.data_version == label))
+            .mappings()
+            .first()
+        )
+    return None if row is None else {**row, "decided_at": row["decided_at"].isoformat()}
+
+
+def _evaluation_rows(clean: Engine, max_batch_id: int, window: int) -> pd.DataFrame:
+    """Test rows of the ``window`` most recent batches: the market as it is now."""
+    frame = load_listings(clean, up_to_batch=max_batch_id)
+    recent = sorted(frame["batch_id"].unique())[-window:]
+    return frame[(frame["split"] == "test") & frame["batch_id"].isin(recent)]
+
+
+def decide(settings: Settings) -> dict[str, Any]:
+    """Should a new model be trained for the data CLEAN holds now? With reasons."""
+    clean = make_engine(settings.clean_url)
+    try:
+        version = data_version(clean)
+        if version is None:
+            return {"data_version": None, "retrain": False, "reasons": ["CLEAN holds no rows"]}
+        decided = _history_row(clean, version.label)
+        if decided is not None:
+            log.info("data %s was already decided: %s", version.label, decided["reason"])
+            return {
+                "data_version": version.label,
+                "max_batch_id": version.max_batch_id,
+                "retrain": False,
+                "already_decided": True,
+                "history": decided,
+                "reasons": decided["decision_reasons"],
+            }
+        production = registry.production(settings)
+        thresholds = drift.Thresholds(
+            settings.drift_psi_threshold,
+            settings.error_ratio_threshold,
+            settings.retrain_new_rows_ratio,
+            settings.min_new_rows,
+        )
+        if production is None:
+            new = load_listings(clean, up_to_batch=version.max_batch_id)
+            decision = drift.decide(None, new, thresholds)
+        else:
+            seen = int(production.tags["max_batch_id"])
+            reference = load_listings(clean, up_to_batch=seen)
+            new = load_listings(clean, after_batch=seen, up_to_batch=version.max_batch_id)
+            mae_new = score(registry.load(settings, production), new)["mae"] if len(new) else None
+            test_mae = production.tags.get("test_mae")
+            decision = drift.decide(
+                reference,
+                new,
+                thresholds,
+                latest=new[new["batch_id"] == version.max_batch_id],
+                production_mae_reference=float(test_mae) if test_mae else None,
+                production_mae_new=mae_new,
+            )
+    finally:
+        clean.dispose()
+    log.info(
+        "decision for %s: %s — %s",
+        version.label,
+        "retrain" if decision.retrain else "skip",
+        "; ".join(decision.reasons),
+    )
+    return {
+        "data_version": version.label,
+        "max_batch_id": version.max_batch_id,
+        "production_version": production.version if production else None,
+        **decision.to_dict(),
+    }
+
+
+def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None:
+    """Fit both families, keep the best on validation, register it (once per data version)."""
+    if not decision.get("retrain"):
+        return None
+    label = decision["data_version"]
+    existing = registry.find_version(settings, label)
+    if existing is not None:
+        log.info("candidate for %s already registered as version %s", label, existing.version)
+        return {
+            "version": existing.version,
+            "run_id": existing.run_id,
+            "family": existing.tags.get("family"),
+            "validation": None,
+        }
+    clean = make_engine(settings.clean_url)
+    try:
+        frame = load_listings(clean, up_to_batch=decision["max_batch_id"])
+    finally:
+        clean.dispose()
+    train_rows = frame[frame["split"] == "train"]
+    candidates = fit_candidates(
+        train_rows, seed=settings.train_seed, half_life=settings.recency_half_life
+    )
+    best = choose(candidates)
+    model = refit(best, train_rows, seed=settings.train_seed, half_life=settings.recency_half_life)
+    validation = {c.family: c.validation for c in candidates}
+    metrics = {
+        f"validation_{metric}_{family}": value
+        for family, scores in validation.items()
+        for metric, value in scores.items()
+        if metric in ("mae", "rmse", "r2", "mape")
+    }
+    version = registry.register(
+        settings,
+        model,
+        family=best.family,
+        example=train_rows,
+        params={
+            "seed": settings.train_seed,
+            "recency_half_life": settings.recency_half_life,
+            "train_rows": len(train_rows),
+        },
+        metrics=metrics,
+        tags={
+            "data_version": label,
+            "max_batch_id": str(decision["max_batch_id"]),
+            "train_rows": str(len(train_rows)),
+            "first_batch_id": str(int(frame["batch_id"].min())),
+        },
+    )
+    return {
+        "version": version.version,
+        "run_id": version.run_id,
+        "family": best.family,
+        "validation": validation,
+    }
+
+
+def evaluate(
+    settings: Settings, decision: dict[str, Any], candidate: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Candidate and current production scored on the same recent test rows."""
+    if candidate is None:
+        return None
+    clean = make_engine(settings.clean_url)
+    try:
+        rows = _evaluation_rows(clean, decision["max_batch_id"], settings.eval_window_batches)
+    finally:
+        clean.dispose()
+    name = settings.model_name
+    challenger = registry.ModelVersion(name, candidate["version"], candidate["run_id"], {})
+    candidate_metrics = score(registry.load(settings, challenger), rows)
+    production = registry.production(settings)
+    production_metrics = None
+    if production is not None and production.version != candidate["version"]:
+        production_metrics = score(registry.load(settings, production), rows)
+    mlflow_client = registry.client(settings)
+    mlflow_client.set_model_version_tag(
+        name, candidate["version"], "test_mae", f"{candidate_metrics['mae']:.2f}"
+    )
+    for metric in ("mae", "rmse", "r2", "mape"):
+        mlflow_client.log_metric(candidate["run_id"], f"test_{metric}", candidate_metrics[metric])
+    return {
+        "candidate": candidate_metrics,
+        "production": production_metrics,
+        "production_version": production.version if production else None,
+        "eval_rows": len(rows),
+    }
+
+
+def promote(
+    settings: Settings, candidate: dict[str, Any] | None, evaluation: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Move the alias to the candidate only if it wins; the reason is a sentence either way."""
+    if candidate is None or evaluation is None:
+        return {"promoted": False, "reason": None}
+    if evaluation["production_version"] == candidate["version"]:
+        return {"promoted": True, "reason": "already in production"}
+    verdict = judge(
+        evaluation["candidate"],
+        evaluation["production"],
+        margin=settings.promotion_margin,
+        r2_tolerance=settings.r2_tolerance,
+    )
+    if verdict.promote:
+        registry.set_production(settings, candidate["version"])
+        registry.client(settings).set_model_version_tag(
+            settings.model_name,
+            candidate["version"],
+            "promoted_at",
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+    log.info("version %s %s", candidate["version"], verdict.reason)
+    return asdict(verdict) | {"promoted": verdict.promote}
+
+
+def explain(settings: Settings, candidate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Global SHAP importance and a sample of per-row values, logged with the candidate's run."""
+    if candidate is None:
+        return None
+    clean = make_engine(settings.clean_url)
+    try:
+        frame = load_listings(clean)
+    finally:
+        clean.dispose()
+    test = frame[frame["split"] == "test"]
+    size = min(settings.shap_sample_rows, len(test))
+    sample = test.sample(size, random_state=settings.train_seed)
+    model = registry.load(
+        settings, registry.ModelVersion(settings.model_name, candidate["version"], "", {})
+    )
+    explanation = shap_explain(model, sample, background=sample)
+    importance = explanation.importance()
+    background = sample[list(FEATURES)].astype(object).where(sample[list(FEATURES)].notna(), None)
+    registry.client(settings)
+    with mlflow.start_run(run_id=candidate["run_id"]):
+        mlflow.log_dict({"space": "log(price)", "importance": importance}, "shap/importance.json")
+        mlflow.log_dict(
+            {
+                "base_value": explanation.base_value,
+                "features": list(FEATURES),
+                "values": explanation.values.round(6).to_numpy().tolist(),
+            },
+            "shap/values.json",
+        )
+        mlflow.log_dict({"rows": background.to_dict(orient="records")}, "shap/background.json")
+    return {"shap_uri": f"runs:/{candidate['run_id']}/shap", "importance": importance}
+
+
+def record(
+    settings: Settings,
+    decision: dict[str, Any],
+    candidate: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None,
+    promotion: dict[str, Any] | None,
+    explanation: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One ``model_history`` row per data version; a second call returns the first row."""
+    if decision.get("already_decided"):
+        return decision["history"]
+    if decision.get("data_version") is None:
+        return {"outcome": "skipped", "reason": "; ".join(decision["reasons"])}
+    promoted = bool(promotion and promotion["promoted"])
+    if candidate is None:
+        outcome, reason = "skipped", "skipped: " + "; ".join(decision["reasons"])
+    else:
+        outcome = "promoted" if promoted else "rejected"
+        reason = promotion["reason"] if promotion else "not evaluated"
+    row = {
+        "data_version": decision["data_version"],
+        "max_batch_id": decision["max_batch_id"],
+        "reference_rows": decision["reference_rows"],
+        "new_rows": decision["new_rows"],
+        "retrain": decision["retrain"],
+        "decision_reasons": decision["reasons"],
+        "drift": decision["drift"],
+        "drifted_features": decision["drifted"],
+        "production_version": (evaluation or {}).get("production_version")
+        or decision.get("production_version"),
+        "production_metrics": (evaluation or {}).get("production"),
+        "candidate_version": candidate["version"] if candidate else None,
+        "candidate_run_id": candidate["run_id"] if candidate else None,
+        "candidate_family": candidate["family"] if candidate else None,
+        "candidate_metrics": (evaluation or {}).get("candidate"),
+        "validation_metrics": candidate["validation"] if candidate else None,
+        "eval_rows": (evaluation or {}).get("eval_rows"),
+        "outcome": outcome,
+        "promoted": promoted,
+        "reason": reason,
+        "shap_uri": (explanation or {}).get("shap_uri"),
+    }
+    clean = make_engine(settings.clean_url)
+    try:
+        with clean.begin() as conn:
+            conn.execute(
+                pg_insert(model_history)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["data_version"])
+            )
+        stored = _history_row(clean, row["data_version"])
+    finally:
+        clean.dispose()
+    log.info("history for %s: %s", row["data_version"], reason)
+    return stored or row
+
+
+def run_model_pipeline(settings: Settings) -> dict[str, Any]:
+    """All six tasks in a row, as Airflow runs them; the history row plus each task's seconds."""
+    timings: dict[str, float] = {}
+
+    def timed(name: str, task: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        result = task(settings, *args)
+        timings[name] = round(time.perf_counter() - start, 3)
+        return result
+
+    decision = timed("decide", decide)
+    candidate = timed("train", train, decision)
+    evaluation = timed("evaluate", evaluate, decision, candidate)
+    promotion = timed("promote", promote, candidate, evaluation)
+    explanation = timed("explain", explain, candidate)
+    row = timed("record", record, decision, candidate, evaluation, promotion, explanation)
+    return {**row, "timings": timings}

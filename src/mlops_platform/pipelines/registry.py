@@ -1,0 +1,139 @@
+"""The MLflow side of modeling: log and register candidates, find and move ``production``.
+
+Every trained candidate becomes a new version of the registered model, tagged with the data it
+saw. The serving model is the version under the alias (aliases, not the deprecated stages).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import pandas as pd
+import skops.io
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from mlops_platform.pipelines.features import HIGH_CARDINALITY, LOW_CARDINALITY, NUMERIC
+from mlops_platform.schema import FEATURES
+from mlops_platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Types a model of ours may contain beyond skops' defaults; anything else is refused at save time.
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "mlops_platform.pipelines.features.")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def client(settings: Settings) -> MlflowClient:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The non-default types skops must trust to load ``model``; all must be ours or sklearn's."""
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    foreign = [t for t in found if not t.startswith(_TRUSTED_PREFIXES)]
+    if foreign:
+        raise ValueError(f"model holds types we do not trust to load back: {foreign}")
+    return found
+
+
+def production(settings: Settings) -> ModelVersion | None:
+    """The version under the serving alias, or None when nothing was promoted yet."""
+    try:
+        found = client(settings).get_model_version_by_alias(
+            settings.model_name, settings.model_alias
+        )
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return ModelVersion(found.name, found.version, found.run_id, dict(found.tags))
+
+
+def find_version(settings: Settings, data_label: str) -> ModelVersion | None:
+    """The candidate already registered for this data version (a retried task reuses it)."""
+    found = client(settings).search_model_versions(
+        f"name = '{settings.model_name}' and tags.data_version = '{data_label}'"
+    )
+    if not found:
+        return None
+    newest = max(found, key=lambda v: int(v.version))
+    return ModelVersion(newest.name, newest.version, newest.run_id, dict(newest.tags))
+
+
+def register(
+    settings: Settings,
+    model: Any,
+    *,
+    family: str,
+    example: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> ModelVersion:
+    """Log the fitted model (signature, input example, feature lists) and register a version."""
+    mlflow_client = client(settings)
+    mlflow.set_experiment(settings.experiment_name)
+    inputs = example[list(FEATURES)].head(5)
+    with mlflow.start_run(run_name=f"{family}-{tags['data_version']}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params({"family": family, **params})
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(
+            {
+                "inputs": list(FEATURES),
+                "numeric": list(NUMERIC),
+                "low_cardinality": list(LOW_CARDINALITY),
+                "high_cardinality": list(HIGH_CARDINALITY),
+            },
+            "features.json",
+        )
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(inputs, model.predict(inputs)),
+            input_example=inputs,
+            registered_model_name=settings.model_name,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=trusted_types(model),
+            # Stated, not inferred: inference costs ~3 s per model and picks up dev tools.
+            # Serving also needs this package (the feature builder), which its image installs.
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+        )
+    version = str(info.registered_model_version)
+    for key, value in {**tags, "family": family}.items():
+        mlflow_client.set_model_version_tag(settings.model_name, version, key, str(value))
+    log.info(
+        "registered %s version %s (%s, run %s)",
+        settings.model_name,
+        version,
+        family,
+        run.info.run_id,
+    )
+    return ModelVersion(settings.model_name, version, run.info.run_id, {**tags, "family": family})
+
+
+def load(settings: Settings, version: ModelVersion) -> Any:
+    client(settings)
+    return mlflow.sklearn.load_model(version.uri)
+
+
+def set_production(settings: Settings, version: str) -> None:
+    """Move the alias: one metadata update; readers see the old or the new version, never none."""
+    client(settings).set_registered_model_alias(settings.model_name, settings.model_alias, version)

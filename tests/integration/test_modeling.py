@@ -1,0 +1,171 @@
+"""Modeling against a real MLflow server (PostgreSQL metadata, S3 artifacts) and real stores.
+
+The story of one group's batches: the first model is promoted because there is none; a batch
+from the same market is skipped; a drifted batch triggers a retrain whose model wins on the new
+market and is promoted; the history table tells it in order, and a re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from sqlalchemy import select
+
+from mlops_platform.datasource.client import parse_batch
+from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
+from mlops_platform.pipelines import registry
+from mlops_platform.pipelines.clean import clean_pending
+from mlops_platform.pipelines.dataset import load_listings
+from mlops_platform.pipelines.evaluate import evaluate
+from mlops_platform.pipelines.ingest import store_batch
+from mlops_platform.pipelines.modeling import run_model_pipeline
+from mlops_platform.settings import Settings
+from mlops_platform.storage.tables import model_history
+from tests.conftest import Stores
+
+CONFIG = SimulatorConfig(batches=6, batch_size=1200, seed=4, drift_at=5, drift_strength=1.5)
+_names = itertools.count()
+
+
+def _settings(stores: Stores, mlflow_settings: Settings) -> Settings:
+    n = next(_names)
+    return stores.settings(
+        mlflow_tracking_uri=mlflow_settings.mlflow_tracking_uri,
+        model_name=f"house_price_{n}",
+        experiment_name=f"house_price_{n}",
+        # A second batch as large as the first is "enough new rows"; a third (half) is not.
+        retrain_new_rows_ratio=0.8,
+    )
+
+
+def _collect(stores: Stores, number: int) -> None:
+    payload = {
+        "group_number": 1,
+        "day": "Wednesday",
+        "batch_number": number,
+        "data": generate_batch(CONFIG, 1, "Wednesday", number),
+    }
+    store_batch(stores.raw, parse_batch(json.dumps(payload), "sim", 1, "Wednesday"))
+    clean_pending(stores.raw, stores.clean, test_fraction=0.2)
+
+
+def _history(stores: Stores) -> list[dict]:
+    with stores.clean.connect() as conn:
+        return [
+            dict(r)
+            for r in conn.execute(select(model_history).order_by(model_history.c.id)).mappings()
+        ]
+
+
+def _versions(settings: Settings) -> list[str]:
+    found = MlflowClient(settings.mlflow_tracking_uri).search_model_versions(
+        f"name = '{settings.model_name}'"
+    )
+    return sorted(v.version for v in found)
+
+
+def test_the_story_of_a_drifting_market(stores: Stores, mlflow_settings: Settings) -> None:
+    settings = _settings(stores, mlflow_settings)
+
+    _collect(stores, 1)
+    first = run_model_pipeline(settings)
+    assert first["outcome"] == "promoted"
+    assert first["reason"].startswith("promoted: no model in production yet")
+    assert registry.production(settings).version == first["candidate_version"]
+
+    _collect(stores, 2)
+    second = run_model_pipeline(settings)  # doubling the data is reason enough to try
+    assert second["retrain"] is True, second["decision_reasons"]
+    assert any("new rows" in reason for reason in second["decision_reasons"])
+    assert second["outcome"] == "promoted", second["reason"]
+    assert second["production_metrics"] is not None  # compared with the champion
+
+    _collect(stores, 3)
+    third = run_model_pipeline(settings)
+    assert third["outcome"] == "skipped"
+    assert "keeping the production model" in third["reason"]
+    assert third["candidate_version"] is None
+
+    old = registry.production(settings)
+    _collect(stores, 5)  # the drifted market
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch_alias() -> None:
+        while not stop.is_set():
+            seen.append(registry.production(settings).version)
+
+    watcher = threading.Thread(target=watch_alias)
+    watcher.start()
+    try:
+        drifted = run_model_pipeline(settings)
+    finally:
+        stop.set()
+        watcher.join()
+    assert drifted["retrain"] is True
+    assert drifted["drifted_features"], drifted["decision_reasons"]
+    assert any("data drift" in reason for reason in drifted["decision_reasons"])
+    assert drifted["outcome"] == "promoted", drifted["reason"]
+    new = registry.production(settings)
+    assert new.version == drifted["candidate_version"] != old.version
+    assert set(seen) <= {old.version, new.version}  # the alias was never missing or partial
+    assert seen, "the alias watcher never read"
+
+    newest = load_listings(stores.clean, after_batch=3)
+    newest = newest[newest["split"] == "test"]
+    assert (
+        evaluate(registry.load(settings, new), newest)["mae"]
+        < evaluate(registry.load(settings, old), newest)["mae"]
+    )
+
+    history = _history(stores)
+    assert [h["outcome"] for h in history] == [
+        first["outcome"],
+        second["outcome"],
+        "skipped",
+        "promoted",
+    ]
+    assert [h["data_version"] for h in history] == ["batch-1", "batch-2", "batch-3", "batch-4"]
+    for row in history:
+        assert row["reason"]
+        assert bool(row["shap_uri"]) == (row["candidate_version"] is not None)
+
+    importance = mlflow.artifacts.load_dict(f"{drifted['shap_uri']}/importance.json")
+    assert set(importance["importance"]) >= {"house_size", "zip_code", "state"}
+    chosen = drifted["validation_metrics"][drifted["candidate_family"]]["mae"]
+    assert chosen <= drifted["validation_metrics"]["glm"]["mae"]
+
+    versions = _versions(settings)
+    again = run_model_pipeline(settings)  # a re-run changes nothing
+    assert again["id"] == history[-1]["id"]
+    assert _versions(settings) == versions
+    assert len(_history(stores)) == 4
+
+
+@pytest.fixture
+def other_stores(postgres):
+    from tests.conftest import _stores
+
+    yield from _stores(postgres, shared=False)
+
+
+def test_same_data_and_seed_give_the_same_decisions(
+    stores: Stores, other_stores: Stores, mlflow_settings: Settings
+) -> None:
+    runs = []
+    for target in (stores, other_stores):
+        settings = _settings(target, mlflow_settings)
+        outcomes = []
+        for number in (1, 2):
+            _collect(target, number)
+            row = run_model_pipeline(settings)
+            outcomes.append(
+                (row["outcome"], row["candidate_family"], round(row["candidate_metrics"]["mae"], 2))
+            )
+        runs.append(outcomes)
+    assert runs[0] == runs[1]

@@ -1,0 +1,168 @@
+"""Modeling code without services: features, drift statistics, the decision, the verdict, SHAP."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
+from mlops_platform.pipelines import drift
+from mlops_platform.pipelines.clean import RawRow, clean_rows
+from mlops_platform.pipelines.explain import explain, explain_record, source_of
+from mlops_platform.pipelines.features import OUTPUTS, SOURCES, ListingFeatureBuilder
+from mlops_platform.pipelines.promote import judge
+from mlops_platform.pipelines.train import FAMILIES, choose, fit_candidates, recency_weights
+from mlops_platform.schema import FEATURES, FIELDS
+
+CONFIG = SimulatorConfig(batch_size=1500, seed=9, drift_at=4, drift_strength=1.5)
+THRESHOLDS = drift.Thresholds(psi=0.2, error_ratio=1.25, new_rows_ratio=1.0, min_new_rows=100)
+
+
+def _clean_frame(*batches: int) -> pd.DataFrame:
+    rows = []
+    for number in batches:
+        records = generate_batch(CONFIG, 1, "Wednesday", number)
+        raw = [RawRow(number, i, {f: r.get(f) for f in FIELDS}) for i, r in enumerate(records)]
+        accepted, _ = clean_rows(raw, as_of=date(2026, 1, 1), test_fraction=0.2)
+        for row in accepted:
+            values = row.listing.model_dump()
+            sold = values["prev_sold_date"]
+            values["prev_sold_date"] = sold.isoformat() if sold else None
+            rows.append({**values, "batch_id": number, "row_key": row.row_key, "split": row.split})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def market() -> pd.DataFrame:
+    return _clean_frame(1, 2, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def candidates(market: pd.DataFrame):
+    train = market[(market["split"] == "train") & (market["batch_id"] <= 3)]
+    return fit_candidates(train, seed=1, half_life=3.0)
+
+
+def test_features_cover_every_output_and_map_back() -> None:
+    assert set(SOURCES) == set(OUTPUTS)
+    assert set(SOURCES.values()) <= set(FEATURES)
+
+
+def test_feature_builder_handles_missing_and_unseen(market: pd.DataFrame) -> None:
+    builder = ListingFeatureBuilder().fit(market)
+    odd = market.head(3).copy()
+    odd.loc[odd.index[0], ["house_size", "prev_sold_date", "brokered_by"]] = [None, None, None]
+    odd.loc[odd.index[1], "street"] = "never-seen"
+    out = builder.transform(odd)
+    assert list(out.columns) == list(OUTPUTS)
+    assert np.isnan(out["log_house_size"].iloc[0])
+    assert out["brokered_by"].iloc[0] == "<missing>"
+    assert out["street_listings"].iloc[1] == 0.0
+    assert (out["zip3"].str.len() == 3).all()
+
+
+def test_psi_is_near_zero_for_one_market_and_large_after_drift(market: pd.DataFrame) -> None:
+    one, two, drifted = (market[market["batch_id"] == b] for b in (1, 2, 4))
+    assert drift.numeric_drift(one["price"], two["price"])["psi"] < 0.05
+    assert drift.numeric_drift(one["price"], drifted["price"])["psi"] > 0.2
+    assert drift.categorical_drift(one["state"], two["state"])["psi"] < 0.1
+
+
+def test_decision_reasons(market: pd.DataFrame) -> None:
+    one, two, three, drifted = (market[market["batch_id"] == b] for b in (1, 2, 3, 4))
+    first = drift.decide(None, one, THRESHOLDS)
+    assert first.retrain
+    assert first.reasons == ["no production model yet"]
+    few = drift.decide(one, two.head(50), THRESHOLDS)
+    assert not few.retrain
+    assert "fewer than 100" in few.reasons[0]
+    calm = drift.decide(pd.concat([one, two]), three, THRESHOLDS)
+    assert not calm.retrain
+    assert "keeping the production model" in calm.reasons[0]
+    shifted = drift.decide(pd.concat([one, two]), drifted, THRESHOLDS)
+    assert shifted.retrain
+    assert "price" in shifted.drifted
+    assert "data drift" in shifted.reasons[0]
+    worse = drift.decide(
+        pd.concat([one, two]),
+        three,
+        THRESHOLDS,
+        production_mae_reference=100.0,
+        production_mae_new=150.0,
+    )
+    assert worse.retrain
+    assert "1.50× its test MAE" in worse.reasons[0]
+    volume = drift.decide(one, pd.concat([two, three]), THRESHOLDS)
+    assert volume.retrain
+    assert "of the" in volume.reasons[-1]
+
+
+def test_verdicts_say_why() -> None:
+    good = {"mae": 90.0, "r2": 0.8, "bad_predictions": 0.0, "rows": 10.0}
+    prod = {"mae": 100.0, "r2": 0.8, "bad_predictions": 0.0, "rows": 10.0}
+    assert judge(good, None, margin=0.01, r2_tolerance=0.01).reason.startswith(
+        "promoted: no model in production yet"
+    )
+    assert judge(good, prod, margin=0.01, r2_tolerance=0.01).promote
+    close = judge({**good, "mae": 99.5}, prod, margin=0.01, r2_tolerance=0.01)
+    assert not close.promote
+    assert "1% margin" in close.reason
+    worse_r2 = judge({**good, "r2": 0.7}, prod, margin=0.01, r2_tolerance=0.01)
+    assert not worse_r2.promote
+    assert "R² guardrail" in worse_r2.reason
+    broken = judge({**good, "bad_predictions": 3.0}, None, margin=0.01, r2_tolerance=0.01)
+    assert not broken.promote
+    assert "NaN" in broken.reason
+
+
+def test_recent_batches_weigh_more() -> None:
+    weights = recency_weights(pd.Series([1, 1, 2, 3, 5]), half_life=1.0)
+    assert weights.tolist() == [0.125, 0.125, 0.25, 0.5, 1.0]
+
+
+def test_boosted_trees_beat_the_glm_baseline(candidates, market: pd.DataFrame) -> None:
+    assert [c.family for c in candidates] == list(FAMILIES)
+    scores = {c.family: c.validation["mae"] for c in candidates}
+    assert scores["hgb"] < scores["glm"]
+    assert choose(candidates).family == "hgb"
+    test = market[(market["split"] == "test") & (market["batch_id"] <= 3)]
+    r2 = {c.family: c.validation["r2"] for c in candidates}
+    assert r2["hgb"] > 0.6, r2
+    assert len(test) > 100
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shap_values_add_up_to_the_prediction(
+    candidates,
+    market: pd.DataFrame,
+    family: str,
+) -> None:
+    model = next(c.model for c in candidates if c.family == family)
+    rows = market[market["split"] == "test"].head(100)
+    explanation = explain(model, rows, background=rows)
+    assert list(explanation.values.columns) == list(FEATURES)
+    total = explanation.base_value + explanation.values.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, np.log(model.predict(rows[list(FEATURES)])), atol=1e-6)
+    top = list(explanation.importance())[:3]
+    assert "house_size" in top
+    one = explain_record(model, rows.head(1), background=rows)
+    assert one["prediction"] == pytest.approx(
+        np.exp(one["base_value"] + sum(one["contributions"].values()))
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoded", "source"),
+    [
+        ("onehot__state_New York", "state"),
+        ("onehot__state_infrequent_sklearn", "state"),
+        ("numeric__missingindicator_bed", "bed"),
+        ("target__zip3", "zip_code"),
+        ("numeric__years_since_sold", "prev_sold_date"),
+    ],
+)
+def test_encoded_columns_map_to_their_field(encoded: str, source: str) -> None:
+    assert source_of(encoded) == source
