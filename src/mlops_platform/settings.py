@@ -133,11 +133,39 @@ class Settings(BaseSettings):
         default=300, ge=10, le=100_000, description="Rows explained for global SHAP importance."
     )
 
+    # --- inference API --------------------------------------------------------------------------
+    api_host: str = Field(default="127.0.0.1", description="Inference API bind address.")
+    api_port: int = Field(default=8989, ge=1, le=65535, description="Inference API port.")
+    api_workers: int = Field(default=1, ge=1, le=64, description="Inference API processes.")
+    api_url: str = Field(
+        default="http://127.0.0.1:8989", description="Where clients reach the inference API."
+    )
+    api_token: str = Field(
+        default="change-me",
+        min_length=8,
+        description="Bearer token for POST /hooks/model_update (from a Secret in Kubernetes).",
+    )
+    max_batch_records: int = Field(
+        default=1000, ge=1, le=100_000, description="Most records one /predict may carry."
+    )
+    model_poll_interval_s: float = Field(
+        default=30.0, gt=0, description="How often the API checks the production alias."
+    )
+    inference_log_queue_size: int = Field(
+        default=10_000, ge=1, description="Inference-log rows kept in memory while RAW is away."
+    )
+    inference_log_batch_size: int = Field(
+        default=500, ge=1, description="Inference-log rows written per database round trip."
+    )
+    inference_log_flush_s: float = Field(
+        default=1.0, gt=0, description="Longest an inference-log row waits before a write."
+    )
+
     # --- local platform -----------------------------------------------------------------------
     state_dir: Path = Field(default=Path(".mlops"), description="Where `mlops up` keeps state.")
     pg_port: int = Field(default=5432, ge=1, le=65535, description="Local PostgreSQL port.")
 
-    @field_validator("datasource_url")
+    @field_validator("datasource_url", "api_url", "mlflow_tracking_uri", "s3_endpoint_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
