@@ -164,19 +164,45 @@ def _print_endpoints(settings: Settings) -> None:
     console.print(table)
 
 
+mlflow_app = typer.Typer(help="The MLflow tracking server.", no_args_is_help=True)
+app.add_typer(mlflow_app, name="mlflow")
+
+
+@mlflow_app.command("serve")
+def mlflow_serve() -> None:
+    """Run the MLflow server from settings (PostgreSQL metadata, S3 artifacts)."""
+    import os
+
+    from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
+
+    settings = _settings()
+    prepare_backend(settings)
+    command = server_command(settings)
+    os.execvpe(command[0], command, {**os.environ, **server_env(settings)})
+
+
+@mlflow_app.command("upgrade")
+def mlflow_upgrade() -> None:
+    """Create or migrate the MLflow metadata tables (`mlflow db upgrade`); idempotent."""
+    from mlops_platform.local.mlflow_server import upgrade_backend
+
+    upgrade_backend(_settings())
+    console.print("[green]MLflow database is up to date.[/green]")
+
+
 @app.command()
 def up(
     no_pipeline: Annotated[
         bool, typer.Option("--no-pipeline", help="Only start services.")
     ] = False,
 ) -> None:
-    """Start the local platform (PostgreSQL, data source) and run the data pipeline once."""
+    """Start the local platform (PostgreSQL, S3, MLflow, data source); collect one batch."""
     from mlops_platform.local import platform
 
     _logging(False)
     settings = _settings()
-    with console.status("starting PostgreSQL and the data source..."):
-        platform.up(settings)
+    with console.status("starting...") as spinner:
+        platform.up(settings, progress=lambda name: spinner.update(f"starting {name}..."))
     _print_endpoints(settings)
     if not no_pipeline:
         pipeline_run_data(verbose=False)

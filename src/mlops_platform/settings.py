@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     )
     mlflow_host: str = Field(default="127.0.0.1", description="MLflow server bind address.")
     mlflow_port: int = Field(default=5000, ge=1, le=65535, description="MLflow server port.")
-    mlflow_workers: int = Field(default=2, ge=1, le=32, description="MLflow server workers.")
+    mlflow_workers: int = Field(default=1, ge=1, le=32, description="MLflow server workers.")
     s3_endpoint_url: str = Field(
         default="http://127.0.0.1:8333", description="S3 API endpoint (MinIO-compatible)."
     )
