@@ -172,6 +172,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``MLOPS_*`` variables, for a child process to read back."""
+        return {
+            f"{ENV_PREFIX}{name.upper()}": str(value)
+            for name, value in self.model_dump(mode="json").items()
+            if value is not None
+        }
+
     @property
     def raw_url(self) -> str:
         return str(self.raw_db_url)

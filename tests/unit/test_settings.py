@@ -58,3 +58,12 @@ def test_cli_fails_at_start_up_naming_the_variable(monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 2
     assert "MLOPS_DAY" in result.output
+
+
+def test_settings_travel_to_a_child_process_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = load_settings(group_number=4, day="Friday", sim_csv="/data/listings.csv")
+    for name, value in original.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == original

@@ -87,7 +87,9 @@ def up(settings: Settings, progress: Progress = lambda _: None) -> list[Endpoint
 
     progress("data source")
     source = service(settings, "datasource")
-    source.start([sys.executable, "-m", "mlops_platform.cli", "datasource", "serve"])
+    source.start(
+        [sys.executable, "-m", "mlops_platform.cli", "datasource", "serve"], settings.to_env()
+    )
     wait_http(f"{settings.datasource_url}/healthz", process=source)
     return status(settings)
 
