@@ -88,9 +88,9 @@ def main() -> None:
             sim_port=free_port(),
         )
         base = base.model_copy(update={"datasource_url": f"http://127.0.0.1:{base.sim_port}"})
-        platform.up(base)
-        postgres = platform.local_postgres(base)
         try:
+            platform.up(base)
+            postgres = platform.local_postgres(base)
             for size in sizes:
                 settings = base.model_copy(
                     update={

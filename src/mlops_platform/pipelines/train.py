@@ -2,7 +2,8 @@
 
 - ``glm``: the original system's baseline, a Gamma GLM (log link) on price, with one-hot
   low-cardinality and target-encoded high-cardinality categories.
-- ``hgb``: gradient-boosted trees on log-price (absolute error), target-encoded high-cardinality
+- ``hgb``: gradient-boosted trees on log-price (squared error: ~60× faster to fit than absolute
+  error, which re-solves every leaf as a median), target-encoded high-cardinality
   categories and ordinal codes for the low-cardinality ones.
 
 Recent batches weigh more (``recency_half_life``), so after a drift the model follows the new
@@ -97,7 +98,7 @@ def build_model(family: str, seed: int) -> Any:
         # Ordinal codes split as numbers (no native categorical splits), which keeps the trees
         # explainable by SHAP's exact TreeExplainer.
         estimator = HistGradientBoostingRegressor(
-            loss="absolute_error",
+            loss="squared_error",
             learning_rate=0.08,
             max_iter=400,
             max_leaf_nodes=48,
