@@ -1,0 +1,1 @@
+"""The FastAPI inference app: predictions, SHAP explanations, model reloads, inference logs."""

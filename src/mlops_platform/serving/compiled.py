@@ -1,0 +1,585 @@
+"""The registered model compiled to lookup tables and numpy arrays, for sub-millisecond serving.
+
+Why: a scikit-learn pipeline spends ~10 ms per one-row ``predict`` in pandas and input
+validation, which caps an API at ~100 requests/s per core. :func:`compile_model` reads the fitted
+state out of a model built by :func:`mlops_platform.pipelines.train.build_model` (feature counts,
+encoder categories and encodings, imputer and scaler statistics, GLM coefficients, HGB trees) and
+replays sklearn's arithmetic on plain dicts and numpy arrays: bit-exact for the trees, ~1e-15 for
+the GLM (its sparse dot product sums in another order). :func:`build_predictor` serves the
+compiled path only after it reproduces the pipeline on a sample, and otherwise serves the
+pipeline itself with the reason why.
+
+Numeric functions are numpy ufuncs on purpose: ``math.log1p``/``math.exp`` differ from numpy's
+SIMD versions in the last bit, and one bit can flip a tree split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import GammaRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+    TargetEncoder,
+)
+
+from mlops_platform.pipelines.features import (
+    HIGH_CARDINALITY,
+    LOW_CARDINALITY,
+    MISSING_CATEGORY,
+    NUMERIC,
+    ListingFeatureBuilder,
+    raw_frame,
+)
+from mlops_platform.schema import FEATURES
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+CATEGORICAL: tuple[str, ...] = (*LOW_CARDINALITY, *HIGH_CARDINALITY)
+
+
+class CompileError(Exception):
+    """The model has a part the compiled path cannot reproduce exactly (or it did not match)."""
+
+
+# --- raw record values -------------------------------------------------------------------------
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN and pd.NA: what pandas turns into a missing value in the pipeline."""
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _number(value: Any) -> float:
+    return np.nan if _is_missing(value) else float(value)
+
+
+def _category(value: Any) -> str:
+    """Like ``astype("string").fillna(MISSING_CATEGORY)``."""
+    if _is_missing(value):
+        return MISSING_CATEGORY
+    return value if isinstance(value, str) else str(value)
+
+
+def _sold_year(value: Any) -> float:
+    """``dt.year + dt.day_of_year / 365.25`` of a date, datetime or ISO string; NaN if none."""
+    if _is_missing(value):
+        return np.nan
+    if not isinstance(value, date):
+        try:
+            value = date.fromisoformat(str(value)[:10])
+        except ValueError:
+            return np.nan  # pd.to_datetime(errors="coerce")
+    return value.year + value.timetuple().tm_yday / 365.25
+
+
+# --- feature builder ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Features:
+    """ListingFeatureBuilder's fitted state and transform, on records instead of a DataFrame."""
+
+    reference_year: float
+    broker_counts: dict[str, float]
+    street_counts: dict[str, float]
+
+    def numeric(self, records: Sequence[Record]) -> np.ndarray:
+        """Rows × NUMERIC, as the builder computes them."""
+        brokers, streets = self.broker_counts, self.street_counts
+        rows = [
+            (
+                _number(r.get("bed")),
+                _number(r.get("bath")),
+                _number(r.get("house_size")),
+                _number(r.get("acre_lot")),
+                self.reference_year - _sold_year(r.get("prev_sold_date")),
+                0.0 if _is_missing(b := r.get("brokered_by")) else brokers.get(str(b), 0.0),
+                0.0 if _is_missing(s := r.get("street")) else streets.get(str(s), 0.0),
+            )
+            for r in records
+        ]
+        x = np.array(rows, dtype=np.float64).reshape(len(rows), len(NUMERIC))
+        x[:, 2:4] = np.log1p(x[:, 2:4])
+        return x
+
+    @staticmethod
+    def categories(records: Sequence[Record]) -> dict[str, list[str]]:
+        """Category strings per CATEGORICAL column, ``<missing>`` for absent values."""
+        out = {c: [_category(r.get(c)) for r in records] for c in CATEGORICAL if c != "zip3"}
+        out["zip3"] = [z if z == MISSING_CATEGORY else z[:3] for z in out["zip_code"]]
+        return out
+
+
+def _compile_features(builder: Any) -> _Features:
+    if type(builder) is not ListingFeatureBuilder:
+        raise CompileError(f"unsupported feature step {type(builder).__name__}")
+    return _Features(
+        reference_year=float(builder.reference_year_),
+        broker_counts={str(k): float(v) for k, v in builder.broker_counts_.items()},
+        street_counts={str(k): float(v) for k, v in builder.street_counts_.items()},
+    )
+
+
+# --- column encoders ---------------------------------------------------------------------------
+
+Step = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Impute:
+    """SimpleImputer: fill NaN with the fitted statistic, then append missing indicators."""
+
+    statistics: np.ndarray
+    indicator: np.ndarray | None  # input columns that get a 0/1 "was missing" column
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        missing = np.isnan(x)
+        filled = np.where(missing, self.statistics, x)
+        if self.indicator is None:
+            return filled
+        return np.hstack([filled, missing[:, self.indicator]])
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """StandardScaler: ``(x - mean) / scale``, in sklearn's order of operations."""
+
+    mean: np.ndarray | None
+    scale: np.ndarray | None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.mean is not None:
+            x = x - self.mean
+        if self.scale is not None:
+            x = x / self.scale
+        return x
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """One float per category (ordinal code or target encoding), a default for unseen ones."""
+
+    tables: tuple[dict[str, float], ...]
+    defaults: tuple[float, ...]
+
+    def __call__(self, columns: list[list[str]]) -> np.ndarray:
+        values = [
+            [table.get(v, default) for v in column]
+            for table, default, column in zip(self.tables, self.defaults, columns, strict=True)
+        ]
+        return np.array(values, dtype=np.float64).T
+
+
+@dataclass(frozen=True)
+class _OneHot:
+    """OneHotEncoder: the output column of each category; unseen categories set none."""
+
+    tables: tuple[dict[str, int], ...]
+    width: int
+
+    def __call__(self, columns: list[list[str]]) -> np.ndarray:
+        out = np.zeros((len(columns[0]), self.width))
+        for table, column in zip(self.tables, columns, strict=True):
+            for row, value in enumerate(column):
+                if (index := table.get(value)) is not None:
+                    out[row, index] = 1.0
+        return out
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def _compile_impute(imputer: SimpleImputer) -> _Impute:
+    if not (isinstance(imputer.missing_values, float) and np.isnan(imputer.missing_values)):
+        raise CompileError("SimpleImputer with missing_values other than NaN")
+    statistics = np.asarray(imputer.statistics_, dtype=np.float64)
+    if np.isnan(statistics).any() or imputer.keep_empty_features:
+        raise CompileError("SimpleImputer with an all-missing (dropped or kept) column")
+    indicator = getattr(imputer, "indicator_", None)
+    return _Impute(statistics, None if indicator is None else np.asarray(indicator.features_))
+
+
+def _compile_scale(scaler: StandardScaler) -> _Scale:
+    return _Scale(
+        np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else None,
+        np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else None,
+    )
+
+
+def _compile_ordinal(encoder: OrdinalEncoder) -> _Lookup:
+    if encoder.min_frequency is not None or encoder.max_categories is not None:
+        raise CompileError("OrdinalEncoder with infrequent categories")
+    if encoder.handle_unknown != "use_encoded_value":
+        raise CompileError(f"OrdinalEncoder with handle_unknown={encoder.handle_unknown!r}")
+    tables = tuple(
+        {c: float(i) for i, c in enumerate(_plain(cats))} for cats in encoder.categories_
+    )
+    return _Lookup(tables, (float(encoder.unknown_value),) * len(tables))
+
+
+def _compile_target(encoder: TargetEncoder) -> _Lookup:
+    if encoder.target_type_ != "continuous":
+        raise CompileError(f"TargetEncoder with target_type {encoder.target_type_!r}")
+    tables = tuple(
+        dict(zip(_plain(cats), map(float, codes), strict=True))
+        for cats, codes in zip(encoder.categories_, encoder.encodings_, strict=True)
+    )
+    return _Lookup(tables, (float(encoder.target_mean_),) * len(tables))
+
+
+def _compile_onehot(encoder: OneHotEncoder, columns: Sequence[str]) -> _OneHot:
+    if encoder.drop is not None or encoder.handle_unknown != "ignore":
+        raise CompileError("OneHotEncoder with drop or handle_unknown other than 'ignore'")
+    infrequent = encoder.infrequent_categories_
+    tables, names, width = [], [], 0
+    for column, cats, rare in zip(columns, encoder.categories_, infrequent, strict=True):
+        rare_set = set() if rare is None else set(_plain(rare))
+        table = {}
+        for cat in _plain(cats):
+            if cat not in rare_set:
+                table[cat], width = width, width + 1
+                names.append(f"{column}_{cat}")
+        if rare_set:
+            table.update(dict.fromkeys(rare_set, width))
+            width += 1
+            names.append(f"{column}_infrequent_sklearn")
+        tables.append(table)
+    if names != list(encoder.get_feature_names_out(columns)):
+        raise CompileError("OneHotEncoder output columns are not in the expected order")
+    return _OneHot(tuple(tables), width)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One ColumnTransformer entry: its input columns, a category encoder, then numeric steps."""
+
+    numeric: np.ndarray | None  # indices into NUMERIC, for a numeric block
+    categorical: tuple[str, ...]  # column names, for a categorical block
+    encode: Callable[[list[list[str]]], np.ndarray] | None
+    steps: tuple[Step, ...]
+
+    def __call__(self, numbers: np.ndarray, categories: dict[str, list[str]]) -> np.ndarray:
+        if self.encode is not None:
+            x = self.encode([categories[c] for c in self.categorical])
+        else:
+            x = numbers[:, self.numeric]
+        for step in self.steps:
+            x = step(x)
+        return x
+
+
+def _flatten(transformer: Any) -> list[Any]:
+    if isinstance(transformer, Pipeline):
+        return [step for _, step in transformer.steps]
+    return [transformer]
+
+
+def _compile_block(transformer: Any, columns: Sequence[str]) -> _Block:
+    stages = _flatten(transformer)
+    encode = None
+    first = stages[0]
+    if isinstance(first, OneHotEncoder):
+        encode = _compile_onehot(first, columns)
+    elif isinstance(first, OrdinalEncoder):
+        encode = _compile_ordinal(first)
+    elif isinstance(first, TargetEncoder):
+        encode = _compile_target(first)
+    if encode is not None:
+        if not set(columns) <= set(CATEGORICAL):
+            raise CompileError(f"category encoder on non-category columns {list(columns)}")
+        stages = stages[1:]
+    elif not set(columns) <= set(NUMERIC):
+        raise CompileError(f"no category encoder for columns {list(columns)}")
+    steps: list[Step] = []
+    for stage in stages:
+        if isinstance(stage, SimpleImputer):
+            steps.append(_compile_impute(stage))
+        elif isinstance(stage, StandardScaler):
+            steps.append(_compile_scale(stage))
+        elif not (type(stage) is FunctionTransformer and stage.func is None):
+            raise CompileError(f"unsupported transformer {type(stage).__name__}")
+    numeric = None if encode else np.array([NUMERIC.index(c) for c in columns])
+    return _Block(numeric, tuple(columns) if encode else (), encode, tuple(steps))
+
+
+def _compile_encoder(encoder: Any) -> tuple[_Block, ...]:
+    if type(encoder) is not ColumnTransformer:
+        raise CompileError(f"unsupported encoding step {type(encoder).__name__}")
+    blocks = []
+    for _, transformer, columns in encoder.transformers_:
+        if (isinstance(transformer, str) and transformer == "drop") or len(columns) == 0:
+            continue
+        if not all(isinstance(c, str) for c in columns):
+            raise CompileError("ColumnTransformer columns must be selected by name")
+        if isinstance(transformer, str):  # "passthrough"
+            transformer = FunctionTransformer()
+        blocks.append(_compile_block(transformer, list(columns)))
+    return tuple(blocks)
+
+
+# --- final estimators --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Linear:
+    """A log-link GLM: ``exp(intercept + x · coef)``."""
+
+    coef: np.ndarray
+    intercept: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.exp(x @ self.coef + self.intercept)
+
+
+@dataclass(frozen=True)
+class _Forest:
+    """All boosted trees as flat arrays, walked for every tree (and row) at once.
+
+    Leaves are their own children, so ``depth`` steps from the roots reach every leaf. Node
+    feature indices address the row ``[x with NaN → -inf, x]``: a node whose missing values go
+    left reads the first half (``-inf <= t``: left), the others the second half (``NaN <= t`` is
+    false: right). Otherwise ``x <= t`` goes left, as in sklearn's ``_predictor.pyx``.
+    """
+
+    feature: np.ndarray  # index into the doubled row
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    children: np.ndarray  # [right, left] per node, flat: child of n is children[2n + go_left]
+    value: np.ndarray
+    roots: np.ndarray
+    depth: int
+    baseline: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Prices: the target transform's exp of the raw (log-price) prediction."""
+        return np.exp(self.raw(x))
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Sum of leaf values, added tree by tree after the baseline as sklearn does."""
+        doubled = np.hstack([np.where(np.isnan(x), -np.inf, x), x])
+        leaves = self._leaves_one(doubled[0]) if len(x) == 1 else self._leaves_many(doubled)
+        start = np.full((len(x), 1), self.baseline)
+        return np.cumsum(np.hstack([start, self.value[leaves]]), axis=1)[:, -1]
+
+    def _leaves_one(self, row: np.ndarray) -> np.ndarray:
+        # One row: deciding every node costs 3 numpy calls, then one gather per level.
+        step = np.where(np.take(row, self.feature) <= self.threshold, self.left, self.right)
+        node = self.roots
+        for _ in range(self.depth):
+            node = np.take(step, node)
+        return node[None, :]
+
+    def _leaves_many(self, rows: np.ndarray) -> np.ndarray:
+        # Many rows: decide only the nodes on the paths, level by level, on the flat matrix.
+        flat = rows.ravel()
+        base = (np.arange(len(rows)) * rows.shape[1])[:, None]
+        node = np.broadcast_to(self.roots, (len(rows), len(self.roots)))
+        for _ in range(self.depth):  # np.take: faster than fancy indexing at these sizes
+            value = np.take(flat, base + np.take(self.feature, node))
+            go_left = value <= np.take(self.threshold, node)
+            node = np.take(self.children, 2 * node + go_left)
+        return node
+
+
+def _tree_arrays(nodes: np.ndarray, offset: int, n_features: int) -> tuple[np.ndarray, ...]:
+    """(feature, threshold, left, right, value) of one TreePredictor, node ids shifted."""
+    if nodes["is_categorical"].any():
+        raise CompileError("HistGradientBoostingRegressor with native categorical splits")
+    leaf = nodes["is_leaf"].astype(bool)
+    own = np.arange(len(nodes), dtype=np.intp) + offset
+    nan_right = nodes["missing_go_to_left"] == 0
+    return (
+        np.where(leaf, 0, nodes["feature_idx"] + n_features * nan_right),
+        np.where(leaf, np.inf, nodes["num_threshold"]),
+        np.where(leaf, own, nodes["left"].astype(np.intp) + offset),
+        np.where(leaf, own, nodes["right"].astype(np.intp) + offset),
+        np.where(leaf, nodes["value"], 0.0),
+    )
+
+
+def _compile_forest(estimator: HistGradientBoostingRegressor) -> _Forest:
+    if estimator.is_categorical_ is not None and np.any(estimator.is_categorical_):
+        raise CompileError("HistGradientBoostingRegressor with native categorical splits")
+    if estimator.n_trees_per_iteration_ != 1:
+        raise CompileError("HistGradientBoostingRegressor with several trees per iteration")
+    if type(estimator._loss.link).__name__ != "IdentityLink":
+        raise CompileError(f"HistGradientBoostingRegressor with loss {estimator.loss!r}")
+    trees = [predictor.nodes for (predictor,) in estimator._predictors]
+    if not trees:
+        raise CompileError("HistGradientBoostingRegressor without trees")
+    roots = np.cumsum([0] + [len(nodes) for nodes in trees[:-1]]).astype(np.intp)
+    n_features = int(estimator.n_features_in_)
+    parts = [_tree_arrays(t, int(r), n_features) for t, r in zip(trees, roots, strict=True)]
+    feature, threshold, left, right, value = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return _Forest(
+        feature=feature.astype(np.intp),
+        threshold=threshold.astype(np.float64),
+        left=left,
+        right=right,
+        children=np.stack([right, left], axis=1).ravel(),
+        value=value.astype(np.float64),
+        roots=roots,
+        depth=max(int(nodes["depth"].max()) for nodes in trees),
+        baseline=float(np.ravel(estimator._baseline_prediction)[0]),
+    )
+
+
+# --- the compiled model ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """Records in, prices out: features → encoded matrix → GLM or trees, no pandas."""
+
+    features: _Features
+    blocks: tuple[_Block, ...]
+    head: Callable[[np.ndarray], np.ndarray]  # encoded matrix → price
+    feature_names: tuple[str, ...]  # of the encoded matrix, as the pipeline names them
+    estimator: Any  # the fitted final estimator, for SHAP on encode_records()
+
+    def encode_records(self, records: Sequence[Record]) -> np.ndarray:
+        """The dense matrix the final estimator sees (rows × ``feature_names``)."""
+        numbers = self.features.numeric(records)
+        categories = self.features.categories(records)
+        return np.hstack([block(numbers, categories) for block in self.blocks])
+
+    def predict_records(self, records: Sequence[Record]) -> np.ndarray:
+        """Predicted prices of ``ListingFeatures.model_dump()`` records."""
+        if not records:
+            return np.empty(0)
+        return self.head(self.encode_records(records))
+
+
+def _split_model(model: Any) -> tuple[Pipeline, bool]:
+    """(the fitted pipeline, whether its output is exponentiated by a target transform)."""
+    if isinstance(model, TransformedTargetRegressor):
+        if model.transformer is not None or model.inverse_func is not np.exp:
+            raise CompileError("TransformedTargetRegressor whose inverse is not np.exp")
+        return model.regressor_, True
+    return model, False
+
+
+def compile_model(model: Any) -> CompiledModel:
+    """Compile a fitted ``build_model`` model; CompileError names whatever is unsupported."""
+    pipeline, exponentiate = _split_model(model)
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 3:
+        raise CompileError(f"unsupported model {type(pipeline).__name__}: expected 3-step Pipeline")
+    builder, encoder, estimator = (step for _, step in pipeline.steps)
+    features = _compile_features(builder)
+    blocks = _compile_encoder(encoder)
+    names = tuple(str(n) for n in encoder.get_feature_names_out())
+    if len(names) != estimator.n_features_in_:
+        raise CompileError("encoded width does not match the estimator")
+    if type(estimator) is GammaRegressor and not exponentiate:
+        head = _Linear(np.asarray(estimator.coef_, np.float64), float(estimator.intercept_))
+    elif type(estimator) is HistGradientBoostingRegressor and exponentiate:
+        head = _compile_forest(estimator)
+    else:
+        wrapped = " inside a log-target transform" if exponentiate else ""
+        raise CompileError(f"unsupported final estimator {type(estimator).__name__}{wrapped}")
+    compiled = CompiledModel(features, blocks, head, names, estimator)
+    width = compiled.encode_records([{}]).shape[1]
+    if width != len(names):
+        raise CompileError(f"compiled encoding has {width} columns, the pipeline {len(names)}")
+    return compiled
+
+
+# --- verification and the served predictor -----------------------------------------------------
+
+
+def frame_records(frame: pd.DataFrame) -> list[Record]:
+    """CLEAN-style rows → records, missing values (NaN, pd.NA) as None."""
+    records = frame[list(FEATURES)].to_dict("records")
+    return [{k: None if _is_missing(v) else v for k, v in r.items()} for r in records]
+
+
+def verify(compiled: CompiledModel, model: Any, frame: pd.DataFrame, rtol: float = 1e-6) -> float:
+    """Max relative difference to ``model.predict`` on ``frame``; CompileError above ``rtol``."""
+    if frame.empty:
+        raise CompileError("no sample rows to verify the compiled model against")
+    expected = np.asarray(model.predict(frame[list(FEATURES)]), dtype=np.float64)
+    got = compiled.predict_records(frame_records(frame))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.abs(got - expected) / np.abs(expected)
+    worst = float(np.max(np.where(got == expected, 0.0, relative)))
+    if not worst <= rtol:  # NaN counts as a mismatch
+        raise CompileError(f"compiled predictions differ from the pipeline by {worst:.3g} > {rtol}")
+    return worst
+
+
+class Predictor(Protocol):
+    """What the API serves with: ``path`` says which, ``reason`` why it is not compiled."""
+
+    path: str
+    reason: str | None
+
+    def predict_records(self, records: Sequence[Record]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class CompiledPredictor:
+    """The compiled model, verified against the pipeline on a sample."""
+
+    compiled: CompiledModel
+    max_relative_difference: float
+    path: str = "compiled"
+    reason: str | None = None
+
+    def predict_records(self, records: Sequence[Record]) -> np.ndarray:
+        return self.compiled.predict_records(records)
+
+
+def records_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """Records → the raw frame the pipeline takes, sale dates as ISO strings like CLEAN."""
+    rows = [
+        {**r, "prev_sold_date": d.isoformat()}
+        if isinstance(d := r.get("prev_sold_date"), date)
+        else r
+        for r in records
+    ]
+    return raw_frame(rows)
+
+
+@dataclass(frozen=True)
+class PipelinePredictor:
+    """The sklearn model itself: correct for anything, ~10 ms per call."""
+
+    model: Any
+    reason: str | None = None
+    path: str = "pipeline"
+
+    def predict_records(self, records: Sequence[Record]) -> np.ndarray:
+        if not records:
+            return np.empty(0)
+        return np.asarray(self.model.predict(records_frame(records)), dtype=np.float64)
+
+
+def build_predictor(model: Any, sample_frame: pd.DataFrame, rtol: float = 1e-6) -> Predictor:
+    """The compiled path if it builds and matches the pipeline on ``sample_frame``, else the
+    pipeline, with the reason."""
+    try:
+        compiled = compile_model(model)
+        worst = verify(compiled, model, sample_frame, rtol)
+    except Exception as error:  # any failure means: serve the model itself, and say why
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("serving the sklearn pipeline, not the compiled path: %s", reason)
+        return PipelinePredictor(model, reason)
+    log.info("serving the compiled model (max relative difference %.2g)", worst)
+    return CompiledPredictor(compiled, worst)

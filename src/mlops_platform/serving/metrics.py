@@ -1,0 +1,187 @@
+"""The Prometheus metrics of ``docs/metrics.md`` and the middleware that counts requests.
+
+Names and labels are a contract with the alert rules and dashboards: change them only together.
+Each app gets its own registry (tests build many apps in one process). With several uvicorn
+workers, ``PROMETHEUS_MULTIPROC_DIR`` is set by :func:`~mlops_platform.serving.server.run` and
+``/metrics`` aggregates every worker's values from there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+START_KEY = "mlops.start"  # scope key: perf_counter() when the request arrived
+UNMATCHED = "unmatched"  # route label of paths no route matched (keeps label cardinality fixed)
+
+# ``*_created`` series are outside the contract (and Prometheus does not need them).
+disable_created_metrics()
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_PRICE_BUCKETS = (
+    50_000,
+    100_000,
+    150_000,
+    200_000,
+    250_000,
+    300_000,
+    400_000,
+    500_000,
+    750_000,
+    1_000_000,
+    1_500_000,
+    2_000_000,
+    3_000_000,
+    5_000_000,
+    10_000_000,
+)
+
+
+class ApiMetrics:
+    """Every metric the API exposes, registered in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "mlops_api_requests_total",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "mlops_api_request_duration_seconds",
+            "Request latency",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter("mlops_api_predictions_total", "Rows predicted", registry=r)
+        self.prediction_value = Histogram(
+            "mlops_api_prediction_value_dollars",
+            "Predicted prices",
+            buckets=_PRICE_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "mlops_api_model_info",
+            "The model being served (=1); path is compiled or pipeline",
+            ["name", "version", "run_id", "path"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.model_loaded = Gauge(
+            "mlops_api_model_loaded",
+            "1 when a production model is loaded, else 0",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.reloads = Counter(
+            "mlops_api_model_reloads_total", "Model (re)loads", ["outcome"], registry=r
+        )
+        self.log_queue_depth = Gauge(
+            "mlops_api_inference_log_queue_depth",
+            "Inference-log rows waiting to be written",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.log_written = Counter(
+            "mlops_api_inference_log_written_total", "Inference-log rows written to RAW", registry=r
+        )
+        self.log_dropped = Counter(
+            "mlops_api_inference_log_dropped_total",
+            "Inference-log rows dropped (queue full)",
+            registry=r,
+        )
+        for outcome in ("ok", "failed"):  # both series exist from the start, so increase() works
+            self.reloads.labels(outcome=outcome)
+        self._served: tuple[str, str, str, str] | None = None
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request; label children are cached (the hot path)."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route=route, method=method, status=str(status)),
+                self.duration.labels(route=route, method=method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_predictions(self, values: Any) -> None:
+        self.predictions.inc(len(values))
+        observe = self.prediction_value.observe
+        for value in values:
+            observe(value)
+
+    def serving(self, name: str, version: str, run_id: str, path: str) -> None:
+        """Point ``mlops_api_model_info`` at the model now served (the old series goes away)."""
+        labels = (name, version, run_id, path)
+        if self._served is not None and self._served != labels:
+            self.model_info.labels(*self._served).set(0)  # what multiprocess mode keeps
+            self.model_info.remove(*self._served)
+        self.model_info.labels(*labels).set(1)
+        self._served = labels
+        self.model_loaded.set(1)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text: this process's registry, or every worker's in multiprocess mode."""
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=directory)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no per-request task or body copy): counts and times each request.
+
+    The route label is the matched route's template (``/predict``), never the raw path.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        scope[START_KEY] = start
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe_request(
+                getattr(route, "path", UNMATCHED),
+                scope["method"],
+                status,
+                time.perf_counter() - start,
+            )

@@ -1,0 +1,22 @@
+"""``GET /model``: what is being served, what it was trained on, and how it scored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mlops_platform.serving.routes.deps import ServedModelDep, SettingsDep
+from mlops_platform.serving.routes.schemas import ModelInfo, Problem
+
+router = APIRouter(tags=["model"])
+
+
+@router.get(
+    "/model",
+    response_model=ModelInfo,
+    responses={503: {"model": Problem, "description": "No production model is loaded (yet)."}},
+    summary="The production model being served",
+)
+async def model(served: ServedModelDep, settings: SettingsDep) -> dict[str, Any]:
+    return served.describe(settings.model_alias)

@@ -1,0 +1,70 @@
+"""Response bodies, declared for the OpenAPI document (and so for schemathesis and clients)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    run_id: str
+
+
+class PredictResponse(BaseModel):
+    predictions: list[float | None] = Field(
+        description="Predicted price in US dollars, one per record, in request order."
+    )
+    model: ModelRef = Field(description="The registered model version that produced them.")
+
+
+class ExplainResponse(BaseModel):
+    model: ModelRef
+    space: str = Field(
+        description="The space contributions add up in: log(price), natural log of dollars."
+    )
+    base_value: float = Field(description="Expected log(price) over the SHAP background rows.")
+    contributions: dict[str, float] = Field(
+        description="SHAP value per original listing field, in log(price) units."
+    )
+    log_prediction: float = Field(description="base_value + sum(contributions).")
+    prediction: float = Field(description="Predicted price in US dollars (exp of log_prediction).")
+
+
+class ServingPath(BaseModel):
+    path: str = Field(description="compiled or pipeline")
+    reason: str | None = Field(description="Why the pipeline serves instead of the compiled path.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    alias: str
+    family: str | None
+    metrics: dict[str, float] = Field(description="The MLflow run's metrics (test_*, ...).")
+    promoted_at: str | None
+    training_data: dict[str, Any] = Field(description="What the version was trained on (tags).")
+    tags: dict[str, str]
+    serving: ServingPath
+    explain_available: bool
+    loaded_at: str
+
+
+class ReloadResponse(BaseModel):
+    outcome: str = Field(description="loaded, unchanged, failed, no_model or unreachable")
+    version: str | None = Field(description="The version served after this call.")
+    previous: str | None = Field(description="The version served before this call.")
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    reason: str | None = None
+    version: str | None = None
+
+
+class Problem(BaseModel):
+    detail: Any

@@ -1,0 +1,60 @@
+"""``run(settings)``: the API under uvicorn, with ``settings.api_workers`` processes.
+
+Workers are separate processes that build their own app from the environment, so ``run`` first
+writes every setting into ``MLOPS_*`` variables: each worker then sees exactly these settings.
+With more than one worker, Prometheus metrics go through a shared multiprocess folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from mlops_platform.serving.metrics import MULTIPROC_ENV
+from mlops_platform.settings import ENV_PREFIX, Settings, load_settings
+
+APP_FACTORY = "mlops_platform.serving.server:app_from_env"
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory each worker calls (imported here: the supervisor never needs it)."""
+    from mlops_platform.serving.app import create_app
+
+    return create_app(load_settings())
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``MLOPS_*`` variables that reproduce ``settings`` (unset values are left out)."""
+    values = settings.model_dump(mode="json")
+    return {f"{ENV_PREFIX}{k.upper()}": str(v) for k, v in values.items() if v is not None}
+
+
+def _multiprocess_dir(workers: int) -> None:
+    """A fresh metrics folder for this server's workers (old files would add stale counts)."""
+    if workers == 1:
+        os.environ.pop(MULTIPROC_ENV, None)
+        return
+    folder = Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="mlops-api-metrics-"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
+
+
+def run(settings: Settings) -> None:
+    """Serve on ``api_host:api_port`` until interrupted."""
+    os.environ.update(settings_env(settings))
+    _multiprocess_dir(settings.api_workers)
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        access_log=False,  # every request is counted in /metrics; a log line each costs more
+        log_level="info",
+    )

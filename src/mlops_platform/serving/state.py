@@ -1,0 +1,223 @@
+"""The model holder: which production version is served, and how a new one replaces it.
+
+Requests read :attr:`ModelHolder.current` once and use that :class:`LoadedModel` to the end, so a
+reload never changes a model under a request in flight. A reload builds the complete new
+``LoadedModel`` (model, predictor, SHAP background, description) first and then swaps it in with
+one reference assignment; when anything fails on the way, the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from mlops_platform.pipelines import registry
+from mlops_platform.pipelines.features import raw_frame
+from mlops_platform.pipelines.registry import ModelVersion
+from mlops_platform.schema import ListingFeatures
+from mlops_platform.serving.metrics import ApiMetrics
+from mlops_platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A valid listing: the warm-up row when a version has no SHAP background, and the API's example.
+EXAMPLE_RECORD: dict[str, Any] = ListingFeatures(
+    brokered_by="103378",
+    status="for_sale",
+    bed=3,
+    bath=2,
+    acre_lot=0.25,
+    street="1698080",
+    city="Austin",
+    state="Texas",
+    zip_code="78701",
+    house_size=1850,
+    prev_sold_date="2019-06-14",
+).model_dump(mode="json")
+
+_TRAINING_TAGS = ("data_version", "first_batch_id", "max_batch_id", "train_rows")
+
+
+class Predictor(Protocol):
+    """What ``serving/compiled.py`` builds: records in, prices out, and which path it took."""
+
+    path: str
+    reason: str | None
+
+    def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray: ...
+
+
+# --- FALLBACK: delete from here to the marked end once serving/compiled.py has landed ----------
+class _PipelinePredictor:
+    """The fitted scikit-learn pipeline, called on one frame per request."""
+
+    path = "pipeline"
+
+    def __init__(self, model: Any, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+
+    def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray:
+        return np.asarray(self.model.predict(raw_frame(records)), dtype=float)
+
+
+def _pipeline_predictor(model: Any, sample_frame: pd.DataFrame) -> Predictor:
+    return _PipelinePredictor(model, "serving/compiled.py is not available yet")
+
+
+try:
+    from mlops_platform.serving.compiled import build_predictor
+except ModuleNotFoundError as missing:  # only the module itself may be missing, not its imports
+    if missing.name != "mlops_platform.serving.compiled":
+        raise
+    build_predictor = _pipeline_predictor
+# --- end of FALLBACK ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One production version, ready to serve; never mutated (a change is a new object)."""
+
+    version: ModelVersion
+    model: Any
+    predictor: Predictor
+    background: pd.DataFrame | None
+    metrics: dict[str, float]
+    loaded_at: str
+    ref: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        ref = {"name": self.version.name, "version": self.version.version}
+        object.__setattr__(self, "ref", {**ref, "run_id": self.version.run_id})
+
+    def describe(self, alias: str) -> dict[str, Any]:
+        """The ``GET /model`` body."""
+        tags = self.version.tags
+        return {
+            **self.ref,
+            "alias": alias,
+            "family": tags.get("family"),
+            "metrics": self.metrics,
+            "promoted_at": tags.get("promoted_at"),
+            "training_data": {key: _number(tags.get(key)) for key in _TRAINING_TAGS},
+            "tags": tags,
+            "serving": {"path": self.predictor.path, "reason": self.predictor.reason},
+            "explain_available": self.background is not None,
+            "loaded_at": self.loaded_at,
+        }
+
+
+def _number(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _background(version: ModelVersion) -> pd.DataFrame | None:
+    """The rows SHAP compares against; None while the pipeline's explain task has not run yet."""
+    uri = f"runs:/{version.run_id}/shap/background.json"
+    try:
+        rows = mlflow.artifacts.load_dict(uri)["rows"]
+    except Exception as error:  # missing or unreadable: explain waits, predictions do not
+        log.warning("no SHAP background for version %s yet (%s): %s", version.version, uri, error)
+        return None
+    return raw_frame(rows)
+
+
+def load_version(settings: Settings, version: ModelVersion) -> LoadedModel:
+    """Everything a version needs to serve, checked by predicting before it is handed out."""
+    model = registry.load(settings, version)
+    metrics = registry.client(settings).get_run(version.run_id).data.metrics
+    background = _background(version)
+    sample = background.head(64) if background is not None else raw_frame([EXAMPLE_RECORD])
+    predictor = build_predictor(model, sample)
+    records = sample.head(8).astype(object).where(sample.head(8).notna(), None)
+    check = predictor.predict_records(records.to_dict(orient="records"))
+    if len(check) != len(records) or not np.all(np.isfinite(check)):
+        raise ValueError(f"version {version.version} predicts {check!r} on known-good rows")
+    loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return LoadedModel(version, model, predictor, background, dict(metrics), loaded_at)
+
+
+Outcome = Literal["loaded", "unchanged", "failed", "no_model", "unreachable"]
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What a refresh did, for the hook's answer and the logs."""
+
+    outcome: Outcome
+    version: str | None
+    previous: str | None
+    detail: str
+
+
+class ModelHolder:
+    """Holds the served model; :meth:`refresh` (hook, poll, start-up) swaps in a new one."""
+
+    def __init__(self, settings: Settings, metrics: ApiMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.current: LoadedModel | None = None
+        self.problem = "the production model is still loading"
+        self._lock = threading.Lock()  # one load at a time: hook and poll never load twice
+
+    def unavailable(self) -> str:
+        """Why there is no model to serve, in words a caller can act on."""
+        return self.problem
+
+    def refresh(self, *, force: bool = False) -> RefreshResult:
+        """Load the alias' version if it moved (or ``force``); blocking, so run it in a thread."""
+        with self._lock:
+            return self._refresh(force)
+
+    def _refresh(self, force: bool) -> RefreshResult:
+        settings = self.settings
+        current = self.current
+        previous = current.version.version if current else None
+        try:
+            target = registry.production(settings)
+        except Exception as error:
+            log.warning("cannot read alias %r from MLflow: %s", settings.model_alias, error)
+            if current is None:
+                self.problem = f"MLflow at {settings.mlflow_tracking_uri} is unreachable: {error}"
+            return RefreshResult("unreachable", previous, previous, str(error))
+        if target is None:
+            detail = (
+                f"no model is in production yet: alias {settings.model_alias!r} of registered "
+                f"model {settings.model_name!r} is not set (the modeling pipeline sets it)"
+            )
+            if current is None:
+                self.problem = detail
+            return RefreshResult("no_model", previous, previous, detail)
+        if current is not None and current.version.version == target.version and not force:
+            self._catch_up(current, target)
+            return RefreshResult("unchanged", previous, previous, "already serving this version")
+        try:
+            loaded = load_version(settings, target)
+        except Exception as error:
+            self.metrics.reloads.labels(outcome="failed").inc()
+            log.exception("loading version %s failed; still serving %s", target.version, previous)
+            if current is None:
+                self.problem = f"version {target.version} could not be loaded: {error}"
+            detail = f"version {target.version} could not be loaded ({error}); serving {previous}"
+            return RefreshResult("failed", previous, previous, detail)
+        self.current = loaded  # the swap: one reference assignment
+        self.metrics.reloads.labels(outcome="ok").inc()
+        path = loaded.predictor.path
+        self.metrics.serving(target.name, target.version, target.run_id, path)
+        log.info("serving %s version %s (%s path)", target.name, target.version, path)
+        detail = f"serving version {target.version}"
+        return RefreshResult("loaded", target.version, previous, detail)
+
+    def _catch_up(self, current: LoadedModel, target: ModelVersion) -> None:
+        """Same version, newer facts: tags set after promotion, a SHAP background logged late."""
+        background = current.background if current.background is not None else _background(target)
+        gained_background = current.background is None and background is not None
+        if gained_background or target.tags != current.version.tags:
+            self.current = replace(current, version=target, background=background)

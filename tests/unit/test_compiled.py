@@ -1,0 +1,341 @@
+"""The compiled serving path reproduces the registered pipeline, or the API serves the pipeline.
+
+Both families are trained on simulator batches without one state, then compared with the
+pipeline on later (drifted) batches, on unseen categories, on missing optional fields and on
+values exactly at the trees' split thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.preprocessing import MinMaxScaler
+from threadpoolctl import threadpool_limits
+
+from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
+from mlops_platform.pipelines.clean import RawRow, clean_rows
+from mlops_platform.pipelines.train import FAMILIES, build_model, fit_candidates
+from mlops_platform.schema import FEATURES, FIELDS, TARGET, ListingFeatures
+from mlops_platform.serving import compiled as compiled_module
+from mlops_platform.serving.compiled import (
+    CompileError,
+    build_predictor,
+    compile_model,
+    records_frame,
+    verify,
+)
+
+CONFIG = SimulatorConfig(batch_size=1500, seed=17, drift_at=4, drift_strength=1.5)
+UNSEEN_STATE = "Ohio"  # left out of training: its rows carry unseen states, cities and zips
+OPTIONAL = ("brokered_by", "bed", "bath", "acre_lot", "street", "house_size", "prev_sold_date")
+RTOL = 1e-6
+
+log = logging.getLogger(__name__)
+
+
+def _listings(*batches: int) -> pd.DataFrame:
+    """Clean listings as CLEAN holds them (ISO dates), plus the API's ``record`` of each row."""
+    rows = []
+    for number in batches:
+        records = generate_batch(CONFIG, 1, "Wednesday", number)
+        raw = [RawRow(number, i, {f: r.get(f) for f in FIELDS}) for i, r in enumerate(records)]
+        accepted, _ = clean_rows(raw, as_of=date(2026, 1, 1), test_fraction=0.2)
+        for row in accepted:
+            values = row.listing.model_dump()
+            record = ListingFeatures(**{f: values[f] for f in FEATURES}).model_dump()
+            sold = values["prev_sold_date"]
+            values["prev_sold_date"] = sold.isoformat() if sold else None
+            rows.append({**values, "record": record, "batch_id": number, "row_key": row.row_key})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_openmp_thread() -> Iterator[None]:
+    """HGB's OpenMP threads spin-wait; on a busy 2-core machine that makes fits 5× slower."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def listings() -> pd.DataFrame:
+    return _listings(1, 2, 3, 4, 5)
+
+
+@pytest.fixture(scope="module")
+def train(listings: pd.DataFrame) -> pd.DataFrame:
+    return listings[(listings["batch_id"] <= 3) & (listings["state"] != UNSEEN_STATE)]
+
+
+@pytest.fixture(scope="module")
+def models(train: pd.DataFrame) -> dict[str, Any]:
+    return {c.family: c.model for c in fit_candidates(train, seed=3, half_life=3.0)}
+
+
+@pytest.fixture(scope="module")
+def unseen(listings: pd.DataFrame) -> pd.DataFrame:
+    """Later, drifted batches plus every row of the state never seen in training."""
+    return listings[(listings["batch_id"] >= 4) | (listings["state"] == UNSEEN_STATE)]
+
+
+def _predicted(model: Any, records: list[dict]) -> np.ndarray:
+    return np.asarray(model.predict(records_frame(records)), dtype=np.float64)
+
+
+def _assert_matches(model: Any, records: list[dict]) -> None:
+    """Compiled == pipeline, as a batch and one record at a time (the two code paths)."""
+    compiled = compile_model(model)
+    expected = _predicted(model, records)
+    np.testing.assert_allclose(compiled.predict_records(records), expected, rtol=RTOL)
+    one_by_one = np.concatenate([compiled.predict_records([r]) for r in records])
+    np.testing.assert_allclose(one_by_one, expected, rtol=RTOL)
+
+
+def _with(records: list[dict], **changes: Any) -> list[dict]:
+    return [{**r, **changes} for r in records]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_compiled_matches_pipeline_on_new_batches_and_unseen_state(
+    models: dict[str, Any], unseen: pd.DataFrame, family: str
+) -> None:
+    records = list(unseen["record"])
+    assert len(records) > 2000
+    assert (unseen["state"] == UNSEEN_STATE).sum() > 100
+    _assert_matches(models[family], records)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_compiled_matches_pipeline_on_unseen_categories_and_missing_fields(
+    models: dict[str, Any], unseen: pd.DataFrame, family: str
+) -> None:
+    base = list(unseen["record"].head(40))
+    never_seen = {
+        "city": "Atlantis",
+        "zip_code": "99999",
+        "brokered_by": "no-such-broker",
+        "street": "no-such-street",
+        "state": "Nowhere",  # not even a valid state: the compiled path must not care
+    }
+    records = [*_with(base, **never_seen), *_with(base, **dict.fromkeys(OPTIONAL))]
+    for name, value in never_seen.items():
+        records += _with(base[:5], **{name: value})
+    for name in OPTIONAL:
+        records += _with(base[:5], **{name: None})
+    records.append({k: base[0][k] for k in ("status", "city", "state", "zip_code")})
+    records += _with(base[:5], prev_sold_date="2001-02-03")  # a CLEAN-style ISO string
+    _assert_matches(models[family], records)
+
+
+def _thresholds(model: Any) -> dict[int, np.ndarray]:
+    """Finite split thresholds of the HGB trees, per encoded feature index."""
+    nodes = np.concatenate([p.nodes for (p,) in model.regressor_[-1]._predictors])
+    splits = nodes[(nodes["is_leaf"] == 0) & np.isfinite(nodes["num_threshold"])]
+    return {
+        f: np.unique(splits["num_threshold"][splits["feature_idx"] == f])
+        for f in np.unique(splits["feature_idx"])
+    }
+
+
+def _log1p_preimage(target: float) -> float | None:
+    """A size whose ``np.log1p`` is exactly ``target``, if a float nearby has one."""
+    guess = float(np.expm1(target))
+    for ulps in (0, 1, -1, 2, -2, 3, -3):
+        size = guess
+        for _ in range(abs(ulps)):
+            size = float(np.nextafter(size, np.inf if ulps > 0 else -np.inf))
+        if np.log1p(np.array([size]))[0] == target:
+            return size
+    return None
+
+
+def _sold_date_at(years: float, reference_year: float) -> date | None:
+    """A sale date whose ``years_since_sold`` is exactly ``years``, if there is one."""
+    wanted = reference_year - years
+    guess = date(int(wanted), 1, 1) + timedelta(days=int((wanted % 1) * 365.25) - 1)
+    for shift in range(-3, 4):
+        day = guess + timedelta(days=shift)
+        if reference_year - (day.year + day.timetuple().tm_yday / 365.25) == years:
+            return day
+    return None
+
+
+def _at_threshold(feature: int, t: float, base: dict, builder: Any) -> dict | None:
+    """``base`` changed so that encoded numeric ``feature`` is exactly ``t``, if possible."""
+    if feature in (0, 1):  # bed, bath: the value itself
+        return {**base, ("bed", "bath")[feature]: t}
+    if feature in (2, 3):  # log1p of house size, lot size
+        size = _log1p_preimage(t)
+        return None if size is None else {**base, ("house_size", "acre_lot")[feature - 2]: size}
+    if feature == 4:
+        sold = _sold_date_at(t, builder.reference_year_)
+        return None if sold is None else {**base, "prev_sold_date": sold}
+    if feature in (5, 6):  # listings per broker / street: a key with that count
+        name = ("brokered_by", "street")[feature - 5]
+        counts = (builder.broker_counts_, builder.street_counts_)[feature - 5]
+        key = next((k for k, n in counts.items() if float(n) == t), None)
+        return None if key is None else {**base, name: key}
+    return None
+
+
+def test_hgb_compiled_matches_pipeline_exactly_at_split_thresholds(
+    models: dict[str, Any], unseen: pd.DataFrame
+) -> None:
+    model = models["hgb"]
+    thresholds = _thresholds(model)
+    records = [
+        record
+        for base in list(unseen["record"].head(3))
+        for feature, values in thresholds.items()
+        for t in map(float, values)
+        if (record := _at_threshold(int(feature), t, base, model.regressor_[0])) is not None
+    ]
+    encoded = compile_model(model).encode_records(records)
+    hits = {int(f): int(np.isin(encoded[:, f], t).sum()) for f, t in thresholds.items() if f < 7}
+    assert all(hits[f] > 0 for f in (0, 1, 2, 3) if f in hits), hits
+    assert sum(hits.values()) > 100, hits
+    _assert_matches(model, records)
+
+
+def test_hgb_tree_walk_matches_sklearn_at_thresholds_nan_and_next_floats(
+    models: dict[str, Any], unseen: pd.DataFrame
+) -> None:
+    estimator = models["hgb"].regressor_[-1]
+    compiled = compile_model(models["hgb"])
+    rows = compiled.encode_records(list(unseen["record"].head(1)))
+    nodes = np.concatenate([p.nodes for (p,) in estimator._predictors])
+    splits = nodes[nodes["is_leaf"] == 0]
+    variants = []
+    for node in splits:
+        t, f = node["num_threshold"], node["feature_idx"]
+        for value in (t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf), np.nan):
+            row = rows[0].copy()
+            row[f] = value
+            variants.append(row)
+    x = np.array(variants)
+    expected = np.exp(estimator.predict(x))
+    np.testing.assert_allclose(compiled.head(x), expected, rtol=RTOL)
+    singles = np.concatenate([compiled.head(row[None, :]) for row in x[:: max(1, len(x) // 500)]])
+    np.testing.assert_allclose(singles, expected[:: max(1, len(x) // 500)], rtol=RTOL)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_encoded_matrix_is_what_the_final_estimator_sees(
+    models: dict[str, Any], unseen: pd.DataFrame, family: str
+) -> None:
+    model = models[family]
+    pipeline = model.regressor_ if hasattr(model, "regressor_") else model
+    frame = unseen.head(300)
+    expected = pipeline[:-1].transform(frame[list(FEATURES)])
+    expected = expected.toarray() if hasattr(expected, "toarray") else expected
+    compiled = compile_model(model)
+    np.testing.assert_allclose(compiled.encode_records(list(frame["record"])), expected, rtol=1e-12)
+    assert compiled.feature_names == tuple(pipeline[:-1].get_feature_names_out())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_build_predictor_serves_compiled_when_it_verifies(
+    models: dict[str, Any], unseen: pd.DataFrame, family: str
+) -> None:
+    predictor = build_predictor(models[family], unseen.head(500))
+    assert (predictor.path, predictor.reason) == ("compiled", None)
+    assert predictor.max_relative_difference <= RTOL
+    records = list(unseen["record"].tail(100))
+    expected = _predicted(models[family], records)
+    np.testing.assert_allclose(predictor.predict_records(records), expected, rtol=RTOL)
+    assert predictor.predict_records([]).shape == (0,)
+
+
+def _refit(model: Any, train: pd.DataFrame) -> Any:
+    return model.fit(train[list(FEATURES)], train[TARGET].to_numpy())
+
+
+def _unsupported(kind: str) -> Any:
+    if kind == "other final estimator":
+        return build_model("glm", 0).set_params(model=Ridge())
+    if kind == "unknown transformer":
+        return build_model("glm", 0).set_params(encode__numeric__standardscaler=MinMaxScaler())
+    return build_model("hgb", 0).set_params(  # ordinal status/state as native categories
+        regressor__model__categorical_features=[7, 8], regressor__model__max_iter=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "named"),
+    [
+        ("other final estimator", "Ridge"),
+        ("unknown transformer", "MinMaxScaler"),
+        ("native categorical splits", "native categorical"),
+    ],
+)
+def test_build_predictor_falls_back_to_the_pipeline_when_it_cannot_compile(
+    train: pd.DataFrame, unseen: pd.DataFrame, kind: str, named: str
+) -> None:
+    model = _refit(_unsupported(kind), train)
+    with pytest.raises(CompileError, match=named):
+        compile_model(model)
+    predictor = build_predictor(model, unseen.head(200))
+    assert predictor.path == "pipeline"
+    assert named in predictor.reason
+    records = list(unseen["record"].head(50))
+    np.testing.assert_array_equal(
+        predictor.predict_records(records), model.predict(unseen.head(50)[list(FEATURES)])
+    )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_build_predictor_falls_back_when_verification_fails(
+    models: dict[str, Any], unseen: pd.DataFrame, family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = models[family]
+    good = compile_model(model)
+    # Deliberate fault: an off-by-one-year reference day, a bug a rewrite of the builder could
+    # plausibly introduce. Every listing with a sale date is mis-aged.
+    shifted = dataclasses.replace(good.features, reference_year=good.features.reference_year + 1)
+    faulty = dataclasses.replace(good, features=shifted)
+    with pytest.raises(CompileError, match="differ"):
+        verify(faulty, model, unseen.head(300))
+    monkeypatch.setattr(compiled_module, "compile_model", lambda _: faulty)
+    predictor = build_predictor(model, unseen.head(300))
+    assert predictor.path == "pipeline"
+    assert "differ from the pipeline" in predictor.reason
+
+
+def test_build_predictor_falls_back_without_a_sample_to_verify_on(
+    models: dict[str, Any], unseen: pd.DataFrame
+) -> None:
+    predictor = build_predictor(models["hgb"], unseen.head(0))
+    assert predictor.path == "pipeline"
+    assert "no sample rows" in predictor.reason
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_record_predict_time_is_measured(
+    models: dict[str, Any], unseen: pd.DataFrame, family: str, request: pytest.FixtureRequest
+) -> None:
+    """Medians go to the test's user properties and the log, never into an assertion."""
+    compiled = compile_model(models[family])
+    records = list(unseen["record"].head(100))
+
+    def median_us(records: list[dict], repeats: int) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            compiled.predict_records(records)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1e6)
+
+    timings = {
+        f"{family}_one_row_us": median_us(records[:1], 300),
+        f"{family}_per_row_in_100_us": median_us(records, 50) / 100,
+    }
+    request.node.user_properties.extend(timings.items())
+    log.info("compiled predict timings: %s", timings)
