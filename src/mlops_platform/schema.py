@@ -161,7 +161,11 @@ def _text(value: Any) -> str:
     """Trimmed, with inner runs of whitespace collapsed to one space."""
     if isinstance(value, str):
         text = value.strip()
-        return " ".join(text.split()) if "  " in text or not text.isprintable() else text
+        if "  " in text or not text.isprintable():
+            text = " ".join(text.split())
+            if not text.isprintable():
+                raise ValueError("contains control characters")
+        return text
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"must be text, got {type(value).__name__}")
     return str(value)
@@ -231,15 +235,25 @@ def _rooms(value: Any) -> float:
     return number
 
 
+_SCALARS = (str, int, float, date)
+
+
+def _scalar(value: Any) -> Any:
+    """Lists and objects are never a field's value (and cannot key the normalisers' caches)."""
+    if not isinstance(value, _SCALARS):
+        raise ValueError(f"must be text or a number, got {type(value).__name__}")
+    return value
+
+
 def _optional(normalise: Callable[[Any], Any]) -> BeforeValidator:
-    return BeforeValidator(lambda v: None if is_missing(v) else normalise(v))
+    return BeforeValidator(lambda v: None if is_missing(v) else normalise(_scalar(v)))
 
 
 def _required(normalise: Callable[[Any], Any]) -> BeforeValidator:
     def check(value: Any) -> Any:
         if is_missing(value):
             raise MissingValue("is required but missing")
-        return normalise(value)
+        return normalise(_scalar(value))
 
     return BeforeValidator(check)
 

@@ -132,3 +132,16 @@ def test_api_request_model_is_the_features_without_price() -> None:
     ListingFeatures.model_validate(features)
     with pytest.raises(ValidationError, match="price"):
         ListingFeatures.model_validate(GOOD)  # unknown field is named, not ignored
+
+
+@pytest.mark.parametrize("field", ["city", "state", "zip_code", "brokered_by", "status", "bed"])
+@pytest.mark.parametrize("value", [[], ["Austin"], {"a": 1}])
+def test_lists_and_objects_are_rejected_naming_the_field(field: str, value: Any) -> None:
+    reasons = _reasons(**{field: value})
+    assert reasons[0][0] == f"{field}:invalid"
+    assert "must be text or a number" in reasons[0][1]
+
+
+def test_control_characters_in_text_are_rejected() -> None:
+    assert _reasons(city="Aus\x00tin")[0][0] == "city:invalid"
+    assert Listing.model_validate({**GOOD, "city": "New\tYork\n"}, context=AS_OF).city == "New York"
