@@ -53,7 +53,10 @@ format: install
 	$(VENV)/bin/ruff format src tests bench
 
 bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/ingest.py
+	$(PY) bench/train.py
+	$(PY) bench/serve.py
 
 clean: ## Remove the virtualenv and caches (not the .mlops state folder)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -60,9 +60,9 @@ def run_model(settings: Settings) -> tuple[float, float, dict]:
     env = {**os.environ, **settings.to_env()}
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE)
+    output = child.stdout.read().decode() if child.stdout else ""
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    output = child.stdout.read().decode() if child.stdout else ""
     if status != 0:
         raise RuntimeError(f"model pipeline failed (status {status}): {output[-2000:]}")
     return wall, usage.ru_maxrss / 1024, json.loads(output.strip().splitlines()[-1])

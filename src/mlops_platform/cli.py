@@ -166,6 +166,22 @@ def _print_endpoints(settings: Settings) -> None:
 
 mlflow_app = typer.Typer(help="The MLflow tracking server.", no_args_is_help=True)
 app.add_typer(mlflow_app, name="mlflow")
+serve_app = typer.Typer(help="Serve the platform's applications.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("api")
+def serve_api(
+    host: Annotated[str | None, typer.Option(help="Bind address [MLOPS_API_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [MLOPS_API_PORT].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes [MLOPS_API_WORKERS].")] = None,
+) -> None:
+    """The inference API (FastAPI on uvicorn), serving the model under the production alias."""
+    from mlops_platform.serving.server import run
+
+    settings = _settings()
+    overrides = {"api_host": host, "api_port": port, "api_workers": workers}
+    run(settings.model_copy(update={k: v for k, v in overrides.items() if v is not None}))
 
 
 @mlflow_app.command("serve")

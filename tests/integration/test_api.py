@@ -7,13 +7,13 @@ tests do not depend on each other's order.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +40,6 @@ from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.pipelines.modeling import run_model_pipeline
 from mlops_platform.schema import FEATURES, ListingFeatures
 from mlops_platform.serving.app import create_app
-from mlops_platform.serving.server import settings_env
 from mlops_platform.serving.state import EXAMPLE_RECORD
 from mlops_platform.settings import Settings, load_settings
 from mlops_platform.storage.engine import normalise_url
@@ -54,7 +53,6 @@ pytestmark = pytest.mark.integration
 CONFIG = SimulatorConfig(batches=3, batch_size=400, seed=11, drift_at=3, drift_strength=1.0)
 TOKEN = "test-token-123"
 METRICS_DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
-_unique = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -70,13 +68,12 @@ class Trained:
         registry.set_production(self.settings, version)
 
 
-def collect(stores: Stores, number: int) -> list[dict[str, Any]]:
-    """One simulator batch into RAW and CLEAN, as the data pipeline does; its raw records."""
+def collect(stores: Stores, number: int) -> None:
+    """One simulator batch into RAW and CLEAN, as the data pipeline does."""
     records = generate_batch(CONFIG, 1, "Wednesday", number)
     payload = {"group_number": 1, "day": "Wednesday", "batch_number": number, "data": records}
     store_batch(stores.raw, parse_batch(json.dumps(payload), "sim", 1, "Wednesday"))
     clean_pending(stores.raw, stores.clean, test_fraction=0.2)
-    return records
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +172,12 @@ def test_predict_one_record_or_a_list_with_the_production_model(
     np.testing.assert_allclose(predictions, direct, rtol=1e-6, atol=0.01)
 
 
-def test_explain_gives_a_waterfall_in_log_price_space(trained: Trained, stores: Stores) -> None:
-    trained.promote(trained.first)
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_explain_gives_a_waterfall_in_log_price_space(
+    trained: Trained, stores: Stores, which: str
+) -> None:
+    version = getattr(trained, which)  # both versions: the families may differ (glm, hgb)
+    trained.promote(version)
     record = trained.records[1]
     with TestClient(create_app(api_settings(trained, stores))) as client:
         explained = client.post("/explain", json=record)
@@ -185,8 +186,9 @@ def test_explain_gives_a_waterfall_in_log_price_space(trained: Trained, stores: 
     assert explained.status_code == 200, explained.text
     body = explained.json()
     assert body["space"] == "log(price)"
-    assert body["model"]["version"] == trained.first
+    assert body["model"]["version"] == version
     assert list(body["contributions"]) == list(FEATURES)
+    assert any(value != 0 for value in body["contributions"].values())
     assert body["log_prediction"] == pytest.approx(
         body["base_value"] + sum(body["contributions"].values())
     )
@@ -209,10 +211,11 @@ def test_model_describes_the_served_version(trained: Trained, stores: Stores) ->
     assert body["promoted_at"]
     assert body["training_data"]["data_version"] == "batch-1"
     assert body["training_data"]["train_rows"] > 0
-    assert body["serving"]["path"] in ("compiled", "pipeline")
+    assert body["path"] in ("compiled", "pipeline")
+    assert (body["path_reason"] is None) == (body["path"] == "compiled")
     assert body["explain_available"] is True
     labels = {"name": body["name"], "version": body["version"], "run_id": body["run_id"]}
-    labels["path"] = body["serving"]["path"]
+    labels["path"] = body["path"]
     assert info[("mlops_api_model_info", tuple(sorted(labels.items())))] == 1
     assert info[("mlops_api_model_loaded", ())] == 1
 
@@ -227,6 +230,7 @@ def test_bad_requests_get_4xx_naming_the_problem(trained: Trained, stores: Store
     with TestClient(create_app(settings)) as client:
         no_zip = client.post("/predict", json=missing)
         bad_type = client.post("/predict", json={**EXAMPLE_RECORD, "bed": "many"})
+        a_list = client.post("/predict", json={**EXAMPLE_RECORD, "city": ["Austin"]})
         bad_in_list = client.post("/predict", json=[EXAMPLE_RECORD, {**EXAMPLE_RECORD, "bath": []}])
         too_many = client.post("/predict", json=[EXAMPLE_RECORD] * 6)
         too_many_and_bad = client.post("/predict", json=[{"bed": "x"}] * 6)
@@ -239,6 +243,8 @@ def test_bad_requests_get_4xx_naming_the_problem(trained: Trained, stores: Store
     assert no_zip.json()["detail"][0]["loc"][-1] == "zip_code"
     assert bad_type.status_code == 422
     assert bad_type.json()["detail"][0]["loc"][-1] == "bed"
+    assert a_list.status_code == 422
+    assert a_list.json()["detail"][0]["loc"][-1] == "city"
     assert bad_in_list.status_code == 422
     assert bad_in_list.json()["detail"][0]["loc"][-2:] == [1, "bath"]
     for response in (too_many, too_many_and_bad):  # counted before any record is validated
@@ -271,7 +277,7 @@ def test_the_hook_needs_the_bearer_token(trained: Trained, stores: Stores) -> No
 def test_without_a_production_model_it_starts_and_says_so(
     mlflow_server: MlflowServer, stores: Stores
 ) -> None:
-    name = f"api_none_{next(_unique)}_{uuid.uuid4().hex[:6]}"
+    name = f"api_none_{uuid.uuid4().hex[:8]}"  # a registered model nobody created
     settings = stores.settings(
         mlflow_tracking_uri=mlflow_server.tracking_uri, model_name=name, api_token=TOKEN
     )
@@ -324,6 +330,34 @@ def test_the_hook_reloads_a_promoted_version(trained: Trained, stores: Stores) -
     assert ok == 2  # start-up and the hook
 
 
+def test_requests_keep_succeeding_while_the_model_is_swapped(
+    trained: Trained, stores: Stores
+) -> None:
+    trained.promote(trained.first)
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+    with TestClient(create_app(api_settings(trained, stores))) as client:
+
+        def hammer() -> None:
+            while not stop.is_set():
+                response = client.post("/predict", json=trained.records[:100])  # thread pool
+                answers.append((response.status_code, response.json()["model"]["version"]))
+
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        try:
+            for version in (trained.second, trained.first, trained.second):
+                trained.promote(version)
+                assert client.post("/hooks/model_update", headers=auth()).status_code == 200
+        finally:
+            stop.set()
+            worker.join()
+
+    assert answers
+    assert {status for status, _ in answers} == {200}
+    assert {version for _, version in answers} == {trained.first, trained.second}
+
+
 def test_the_poll_follows_the_alias_without_a_hook(trained: Trained, stores: Stores) -> None:
     trained.promote(trained.first)
     settings = api_settings(trained, stores, model_poll_interval_s=0.3)
@@ -366,7 +400,7 @@ def register_unloadable_version(trained: Trained, tmp_path: Path) -> str:
 
 
 def test_an_unloadable_version_leaves_the_old_one_serving(
-    trained: Trained, stores: Stores, tmp_path: Path
+    trained: Trained, stores: Stores, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     broken = register_unloadable_version(trained, tmp_path)
     trained.promote(trained.first)
@@ -393,6 +427,8 @@ def test_an_unloadable_version_leaves_the_old_one_serving(
     assert answered.json()["model"]["version"] == trained.first
     assert ready.status_code == 200
     assert described["version"] == trained.first
+    failures = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+    assert any(f"loading version {broken} failed" in r.getMessage() for r in failures)
 
 
 # --- inference logs ---
@@ -410,20 +446,39 @@ def logged(url: str) -> list[dict[str, Any]]:
 
 def test_every_prediction_is_logged_in_raw(trained: Trained, stores: Stores) -> None:
     trained.promote(trained.first)
+    nul = {**trained.records[4], "street": "12\x0034"}  # PostgreSQL text cannot hold NUL
     with TestClient(create_app(api_settings(trained, stores))) as client:
         one = client.post("/predict", json=trained.records[0]).json()
         three = client.post("/predict", json=trained.records[1:4]).json()
+        refused = client.post("/predict", json=nul)
         rows = wait_for(lambda: len(logged(stores.raw_url)) == 4 and logged(stores.raw_url))
         written = metric(client, "mlops_api_inference_log_written_total")
         depth = metric(client, "mlops_api_inference_log_queue_depth")
 
+    assert refused.status_code == 422  # the schema refuses control characters: never logged
+    assert refused.json()["detail"][0]["loc"][-1] == "street"
     assert [row["input"] for row in rows] == trained.records[:4]
-    assert [row["output"]["price"] for row in rows] == one["predictions"] + three["predictions"]
+    prices = one["predictions"] + three["predictions"]
+    assert [row["output"]["price"] for row in rows] == prices
     assert {row["model_version"] for row in rows} == {trained.first}
     assert {row["model_name"] for row in rows} == {trained.settings.model_name}
     assert {row["run_id"] for row in rows} == {one["model"]["run_id"]}
     assert all(row["latency_ms"] > 0 for row in rows)
     assert (written, depth) == (4, 0)
+
+
+def test_shutdown_writes_what_is_still_queued(trained: Trained, stores: Stores) -> None:
+    trained.promote(trained.first)
+    settings = api_settings(
+        trained, stores, inference_log_flush_s=3600.0, inference_log_batch_size=10_000
+    )
+    with TestClient(create_app(settings)) as client:
+        client.post("/predict", json=trained.records[:7])
+        queued = metric(client, "mlops_api_inference_log_queue_depth")
+        before = len(logged(stores.raw_url))
+
+    assert (queued, before) == (7, 0)  # nothing would be written for an hour...
+    assert len(logged(stores.raw_url)) == 7  # ...but shutting down wrote it
 
 
 @pytest.fixture
@@ -528,7 +583,7 @@ def test_run_serves_with_several_workers(trained: Trained, stores: Stores, tmp_p
     settings = api_settings(trained, stores, api_port=port, api_workers=2)
     env = {
         **os.environ,
-        **settings_env(settings),
+        **settings.to_env(),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     script = "from mlops_platform.serving.server import run; from mlops_platform.settings import "

@@ -1,7 +1,8 @@
 """``create_app(settings)``: the inference API, its model holder, alias poll and log writer.
 
-Everything a route needs hangs off ``app.state`` and reaches the route through the
-dependencies in :mod:`~mlops_platform.serving.routes.deps`; settings come in once, here.
+Everything a route needs is one :class:`~mlops_platform.serving.state.ApiState` on
+``app.state.api``, reaching routes through :mod:`~mlops_platform.serving.routes.deps`; settings
+come in once, here.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from prometheus_client import multiprocess
 from mlops_platform.serving.inference_log import InferenceLog
 from mlops_platform.serving.metrics import MULTIPROC_ENV, ApiMetrics, MetricsMiddleware
 from mlops_platform.serving.routes import ROUTERS
-from mlops_platform.serving.state import ModelHolder
+from mlops_platform.serving.state import ApiState, ModelHolder
 from mlops_platform.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 # Start-up waits this long for the first load, then serves (503 on /predict) while it finishes:
 # an unreachable MLflow must not keep the process from answering /healthz.
-STARTUP_LOAD_WAIT_S = 60.0
+STARTUP_LOAD_WAIT_S = 20.0
 
 
 async def poll_alias(holder: ModelHolder, interval_s: float) -> None:
@@ -44,9 +45,8 @@ async def poll_alias(holder: ModelHolder, interval_s: float) -> None:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    holder: ModelHolder = app.state.holder
-    inference_log: InferenceLog = app.state.inference_log
+    api: ApiState = app.state.api
+    settings, holder, inference_log = api.settings, api.holder, api.inference_log
     await inference_log.start()
     first = asyncio.create_task(asyncio.to_thread(holder.refresh))
     done, _ = await asyncio.wait({first}, timeout=STARTUP_LOAD_WAIT_S)
@@ -77,15 +77,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         lifespan=_lifespan,
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.holder = ModelHolder(settings, metrics)
-    app.state.inference_log = InferenceLog(
-        settings.raw_url,
-        metrics,
-        queue_size=settings.inference_log_queue_size,
-        batch_size=settings.inference_log_batch_size,
-        flush_s=settings.inference_log_flush_s,
+    app.state.api = ApiState(
+        settings=settings,
+        metrics=metrics,
+        holder=ModelHolder(settings, metrics),
+        inference_log=InferenceLog(
+            settings.raw_url,
+            metrics,
+            queue_size=settings.inference_log_queue_size,
+            batch_size=settings.inference_log_batch_size,
+            flush_s=settings.inference_log_flush_s,
+        ),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in ROUTERS:

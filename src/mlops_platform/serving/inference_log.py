@@ -20,6 +20,7 @@ from itertools import islice
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Engine, create_engine
 
 from mlops_platform.serving.metrics import ApiMetrics
@@ -63,10 +64,6 @@ class InferenceLog:
         self._down_since: float | None = None
         self._warned_at = float("-inf")
         self._dropped_unreported = 0
-
-    @property
-    def depth(self) -> int:
-        return len(self._queue)
 
     def submit(
         self,
@@ -154,26 +151,37 @@ class InferenceLog:
         while self._queue:
             batch = list(islice(self._queue, self.batch_size))
             try:
-                await asyncio.to_thread(self._write, batch)
-            except Exception as error:
+                written = await self._write_batch(batch)
+            except Exception as error:  # RAW down, unreachable or not migrated: keep the rows
                 if self._down_since is None:
                     self._down_since = time.monotonic()
                     log.warning(
-                        "RAW store unreachable, %d inference-log rows wait in memory: %s",
+                        "cannot write to the RAW store, %d inference-log rows wait in memory: %s",
                         len(self._queue),
                         error,
                     )
                 return False
             for _ in batch:
                 self._queue.popleft()
-            self.metrics.log_written.inc(len(batch))
+            self.metrics.log_written.inc(written)
             self.metrics.log_queue_depth.set(len(self._queue))
             if self._down_since is not None:
                 log.warning(
-                    "RAW store reachable again after %.0fs", time.monotonic() - self._down_since
+                    "RAW store writable again after %.0fs", time.monotonic() - self._down_since
                 )
                 self._down_since = None
         return True
+
+    async def _write_batch(self, batch: list[Row]) -> int:
+        """Rows written; a batch RAW refuses for a value is written row by row instead."""
+        try:
+            await asyncio.to_thread(self._write, batch)
+        except psycopg.DataError as error:  # a value RAW cannot store: not an outage
+            log.error("an inference-log batch holds a value RAW refuses (%s)", error)
+            written = await asyncio.to_thread(self._write_each, batch)
+            self.metrics.log_dropped.inc(len(batch) - written)
+            return written
+        return len(batch)
 
     def _write(self, batch: list[Row]) -> None:
         """One transaction: the batch is in RAW entirely or not at all."""
@@ -188,8 +196,26 @@ class InferenceLog:
                             name,
                             version,
                             run_id,
-                            orjson.dumps(record).decode(),
-                            orjson.dumps({"price": price}).decode(),
+                            _json(record),
+                            _json({"price": price}),
                             latency,
                         )
                     )
+
+    def _write_each(self, batch: list[Row]) -> int:
+        """Row by row, skipping the ones RAW refuses, so one bad value cannot block the queue."""
+        written = 0
+        for row in batch:
+            try:
+                self._write([row])
+            except psycopg.DataError as error:
+                log.error("dropped an inference-log row RAW refuses: %s (%r)", error, row[4])
+            else:
+                written += 1
+        return written
+
+
+def _json(value: Any) -> str:
+    """JSON text for a JSONB column; NUL, which PostgreSQL text cannot hold, becomes U+FFFD."""
+    text = orjson.dumps(value).decode()
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text

@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +26,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 START_KEY = "mlops.start"  # scope key: perf_counter() when the request arrived
 UNMATCHED = "unmatched"  # route label of paths no route matched (keeps label cardinality fixed)
 
@@ -114,6 +116,7 @@ class ApiMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request; label children are cached (the hot path)."""
+        method = method if method in _METHODS else "OTHER"  # clients choose it: keep it bounded
         key = (route, method, status)
         children = self._children.get(key)
         if children is None:
@@ -125,10 +128,10 @@ class ApiMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def observe_predictions(self, values: Any) -> None:
+    def observe_predictions(self, values: np.ndarray) -> None:
         self.predictions.inc(len(values))
         observe = self.prediction_value.observe
-        for value in values:
+        for value in values[np.isfinite(values)].tolist():  # a NaN would poison the sum for good
             observe(value)
 
     def serving(self, name: str, version: str, run_id: str, path: str) -> None:

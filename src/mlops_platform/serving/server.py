@@ -7,8 +7,8 @@ With more than one worker, Prometheus metrics go through a shared multiprocess f
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,22 +16,19 @@ import uvicorn
 from fastapi import FastAPI
 
 from mlops_platform.serving.metrics import MULTIPROC_ENV
-from mlops_platform.settings import ENV_PREFIX, Settings, load_settings
+from mlops_platform.settings import Settings, load_settings
 
 APP_FACTORY = "mlops_platform.serving.server:app_from_env"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def app_from_env() -> FastAPI:
     """The uvicorn factory each worker calls (imported here: the supervisor never needs it)."""
     from mlops_platform.serving.app import create_app
 
+    # A spawned worker starts with no logging set up; a no-op where the CLI already did it.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     return create_app(load_settings())
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``MLOPS_*`` variables that reproduce ``settings`` (unset values are left out)."""
-    values = settings.model_dump(mode="json")
-    return {f"{ENV_PREFIX}{k.upper()}": str(v) for k, v in values.items() if v is not None}
 
 
 def _multiprocess_dir(workers: int) -> None:
@@ -40,14 +37,15 @@ def _multiprocess_dir(workers: int) -> None:
         os.environ.pop(MULTIPROC_ENV, None)
         return
     folder = Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="mlops-api-metrics-"))
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # the folder may be a mounted volume: empty it, keep it
+        stale.unlink()
     os.environ[MULTIPROC_ENV] = str(folder)
 
 
 def run(settings: Settings) -> None:
     """Serve on ``api_host:api_port`` until interrupted."""
-    os.environ.update(settings_env(settings))
+    os.environ.update(settings.to_env())
     _multiprocess_dir(settings.api_workers)
     uvicorn.run(
         APP_FACTORY,

@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import mlflow
 import numpy as np
@@ -22,6 +22,8 @@ from mlops_platform.pipelines import registry
 from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.registry import ModelVersion
 from mlops_platform.schema import ListingFeatures
+from mlops_platform.serving.compiled import Predictor, build_predictor, frame_records
+from mlops_platform.serving.inference_log import InferenceLog
 from mlops_platform.serving.metrics import ApiMetrics
 from mlops_platform.settings import Settings
 
@@ -43,42 +45,6 @@ EXAMPLE_RECORD: dict[str, Any] = ListingFeatures(
 ).model_dump(mode="json")
 
 _TRAINING_TAGS = ("data_version", "first_batch_id", "max_batch_id", "train_rows")
-
-
-class Predictor(Protocol):
-    """What ``serving/compiled.py`` builds: records in, prices out, and which path it took."""
-
-    path: str
-    reason: str | None
-
-    def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray: ...
-
-
-# --- FALLBACK: delete from here to the marked end once serving/compiled.py has landed ----------
-class _PipelinePredictor:
-    """The fitted scikit-learn pipeline, called on one frame per request."""
-
-    path = "pipeline"
-
-    def __init__(self, model: Any, reason: str) -> None:
-        self.model = model
-        self.reason = reason
-
-    def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray:
-        return np.asarray(self.model.predict(raw_frame(records)), dtype=float)
-
-
-def _pipeline_predictor(model: Any, sample_frame: pd.DataFrame) -> Predictor:
-    return _PipelinePredictor(model, "serving/compiled.py is not available yet")
-
-
-try:
-    from mlops_platform.serving.compiled import build_predictor
-except ModuleNotFoundError as missing:  # only the module itself may be missing, not its imports
-    if missing.name != "mlops_platform.serving.compiled":
-        raise
-    build_predictor = _pipeline_predictor
-# --- end of FALLBACK ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -108,7 +74,8 @@ class LoadedModel:
             "promoted_at": tags.get("promoted_at"),
             "training_data": {key: _number(tags.get(key)) for key in _TRAINING_TAGS},
             "tags": tags,
-            "serving": {"path": self.predictor.path, "reason": self.predictor.reason},
+            "path": self.predictor.path,
+            "path_reason": self.predictor.reason,
             "explain_available": self.background is not None,
             "loaded_at": self.loaded_at,
         }
@@ -136,8 +103,8 @@ def load_version(settings: Settings, version: ModelVersion) -> LoadedModel:
     background = _background(version)
     sample = background.head(64) if background is not None else raw_frame([EXAMPLE_RECORD])
     predictor = build_predictor(model, sample)
-    records = sample.head(8).astype(object).where(sample.head(8).notna(), None)
-    check = predictor.predict_records(records.to_dict(orient="records"))
+    records = frame_records(sample.head(8))
+    check = predictor.predict_records(records)
     if len(check) != len(records) or not np.all(np.isfinite(check)):
         raise ValueError(f"version {version.version} predicts {check!r} on known-good rows")
     loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -202,10 +169,11 @@ class ModelHolder:
             loaded = load_version(settings, target)
         except Exception as error:
             self.metrics.reloads.labels(outcome="failed").inc()
-            log.exception("loading version %s failed; still serving %s", target.version, previous)
+            serving = f"still serving version {previous}" if previous else "no model is served"
+            log.exception("loading version %s failed; %s", target.version, serving)
             if current is None:
                 self.problem = f"version {target.version} could not be loaded: {error}"
-            detail = f"version {target.version} could not be loaded ({error}); serving {previous}"
+            detail = f"version {target.version} could not be loaded ({error}); {serving}"
             return RefreshResult("failed", previous, previous, detail)
         self.current = loaded  # the swap: one reference assignment
         self.metrics.reloads.labels(outcome="ok").inc()
@@ -221,3 +189,13 @@ class ModelHolder:
         gained_background = current.background is None and background is not None
         if gained_background or target.tags != current.version.tags:
             self.current = replace(current, version=target, background=background)
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """Everything the routes use, built once per app (``app.state.api``)."""
+
+    settings: Settings
+    metrics: ApiMetrics
+    holder: ModelHolder
+    inference_log: InferenceLog

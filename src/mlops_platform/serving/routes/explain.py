@@ -20,7 +20,10 @@ router = APIRouter(tags=["explain"])
 @router.post(
     "/explain",
     response_model=ExplainResponse,
-    responses={503: {"model": Problem, "description": "No model, or no SHAP background yet."}},
+    responses={
+        400: {"model": Problem, "description": "The body could not be read (not UTF-8 JSON)."},
+        503: {"model": Problem, "description": "No model, or no SHAP background yet."},
+    },
     summary="SHAP contributions of each field to one listing's predicted log(price)",
 )
 def explain(  # plain def: SHAP is CPU work, so it runs in the thread pool, not on the event loop

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from mlops_platform.serving.routes.deps import HolderDep
+from mlops_platform.serving.routes.deps import ApiDep
 from mlops_platform.serving.routes.schemas import Readiness
 
 router = APIRouter(tags=["health"])
@@ -22,8 +22,8 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "No model loaded; reason says why."}},
     summary="Readiness: a production model is loaded and serving",
 )
-async def readyz(holder: HolderDep) -> JSONResponse:
-    current = holder.current
+async def readyz(api: ApiDep) -> JSONResponse:
+    current = api.holder.current
     if current is None:
-        return JSONResponse({"ready": False, "reason": holder.unavailable()}, status_code=503)
+        return JSONResponse({"ready": False, "reason": api.holder.unavailable()}, status_code=503)
     return JSONResponse({"ready": True, "version": current.version.version})

@@ -10,7 +10,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Response, status
 
-from mlops_platform.serving.routes.deps import HolderDep, require_token
+from mlops_platform.serving.routes.deps import ApiDep, require_token
 from mlops_platform.serving.routes.schemas import Problem, ReloadResponse
 
 router = APIRouter(tags=["hooks"])
@@ -35,11 +35,9 @@ _STATUS = {
     },
     summary="Reload the production model now",
 )
-async def model_update(
-    holder: HolderDep, response: Response, force: bool = False
-) -> ReloadResponse:
+async def model_update(api: ApiDep, response: Response, force: bool = False) -> ReloadResponse:
     """Load the version under the alias if it moved (``force=true``: reload it regardless)."""
-    result = await asyncio.to_thread(holder.refresh, force=force)
+    result = await asyncio.to_thread(api.holder.refresh, force=force)
     response.status_code = _STATUS[result.outcome]
     return ReloadResponse(
         outcome=result.outcome,

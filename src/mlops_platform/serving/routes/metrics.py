@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from mlops_platform.serving.routes.deps import MetricsDep
+from mlops_platform.serving.routes.deps import ApiDep
 
 router = APIRouter(tags=["metrics"])
 
@@ -15,6 +15,6 @@ router = APIRouter(tags=["metrics"])
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
     summary="Prometheus metrics",
 )
-async def metrics(api_metrics: MetricsDep) -> Response:
-    content, media_type = api_metrics.render()
+async def metrics(api: ApiDep) -> Response:
+    content, media_type = api.metrics.render()
     return Response(content, media_type=media_type)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from mlops_platform.serving.routes.deps import ServedModelDep, SettingsDep
+from mlops_platform.serving.routes.deps import ApiDep, ServedModelDep
 from mlops_platform.serving.routes.schemas import ModelInfo, Problem
 
 router = APIRouter(tags=["model"])
@@ -18,5 +18,5 @@ router = APIRouter(tags=["model"])
     responses={503: {"model": Problem, "description": "No production model is loaded (yet)."}},
     summary="The production model being served",
 )
-async def model(served: ServedModelDep, settings: SettingsDep) -> dict[str, Any]:
-    return served.describe(settings.model_alias)
+async def model(served: ServedModelDep, api: ApiDep) -> dict[str, Any]:
+    return served.describe(api.settings.model_alias)

@@ -7,6 +7,7 @@ only, the answer serialised by orjson straight from the numpy array.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -17,14 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from mlops_platform.schema import ListingFeatures
 from mlops_platform.serving.metrics import START_KEY
-from mlops_platform.serving.routes.deps import (
-    InferenceLogDep,
-    MetricsDep,
-    ServedModelDep,
-    SettingsDep,
-)
+from mlops_platform.serving.routes.deps import current_model
 from mlops_platform.serving.routes.schemas import PredictResponse, Problem
-from mlops_platform.serving.state import EXAMPLE_RECORD
+from mlops_platform.serving.state import EXAMPLE_RECORD, ApiState, LoadedModel
 
 router = APIRouter(tags=["predict"])
 
@@ -43,29 +39,40 @@ PredictBody = Annotated[
 ]
 
 
-async def limit_batch(request: Request, settings: SettingsDep) -> None:
-    """413 before any record is validated when a list is longer than ``max_batch_records``.
+@dataclass(frozen=True)
+class Serving:
+    """What one prediction request uses: the app's state and the model read once for it."""
 
-    FastAPI parsed the JSON body already (``request.json()`` returns its cached value), and
-    dependencies run before the body is validated.
+    api: ApiState
+    model: LoadedModel
+
+
+async def serving(request: Request) -> Serving:
+    """One dependency for the hot path (each extra level costs microseconds per request).
+
+    Runs before the body is validated, so an over-long list gets 413 without validating any
+    record; FastAPI has already parsed the JSON, and ``request.json()`` returns that value.
     """
+    api: ApiState = request.app.state.api
     try:
         body = await request.json()
-    except ValueError:  # not JSON: body validation answers 422
-        return
-    if isinstance(body, list) and len(body) > settings.max_batch_records:
+    except ValueError:  # not JSON: body validation answers it
+        body = None
+    limit = api.settings.max_batch_records
+    if isinstance(body, list) and len(body) > limit:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
-            f"{len(body)} records in one request; at most {settings.max_batch_records} "
-            "(MLOPS_MAX_BATCH_RECORDS): split the list",
+            f"{len(body)} records in one request; at most {limit} (MLOPS_MAX_BATCH_RECORDS): "
+            "split the list",
         )
+    return Serving(api, current_model(api))
 
 
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    dependencies=[Depends(limit_batch)],
     responses={
+        400: {"model": Problem, "description": "The body could not be read (not UTF-8 JSON)."},
         413: {"model": Problem, "description": "More records than max_batch_records."},
         503: {"model": Problem, "description": "No production model is loaded (yet)."},
     },
@@ -82,10 +89,9 @@ async def predict(
         ),
     ],
     request: Request,
-    served: ServedModelDep,
-    inference_log: InferenceLogDep,
-    metrics: MetricsDep,
+    context: Annotated[Serving, Depends(serving)],
 ) -> Response:
+    served, api = context.model, context.api
     records = body if isinstance(body, list) else [body]
     rows = [record.model_dump(mode="json") for record in records]
     predict_records = served.predictor.predict_records
@@ -95,8 +101,8 @@ async def predict(
         prices = predict_records(rows)
     prices = np.round(np.asarray(prices, dtype=np.float64), 2)
     latency_ms = (time.perf_counter() - request.scope.get(START_KEY, 0.0)) * 1000.0
-    metrics.observe_predictions(prices)
-    inference_log.submit(served.ref, rows, prices, latency_ms)
+    api.metrics.observe_predictions(prices)
+    api.inference_log.submit(served.ref, rows, prices, latency_ms)
     content = orjson.dumps(
         {"predictions": prices, "model": served.ref}, option=orjson.OPT_SERIALIZE_NUMPY
     )

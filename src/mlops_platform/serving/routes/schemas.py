@@ -1,4 +1,8 @@
-"""Response bodies, declared for the OpenAPI document (and so for schemathesis and clients)."""
+"""Request and response bodies, declared for the OpenAPI document (schemathesis, clients).
+
+A request record is :class:`~mlops_platform.schema.ListingFeatures` itself: the one definition
+of a listing, shared with cleaning and the UI.
+"""
 
 from __future__ import annotations
 
@@ -33,11 +37,6 @@ class ExplainResponse(BaseModel):
     prediction: float = Field(description="Predicted price in US dollars (exp of log_prediction).")
 
 
-class ServingPath(BaseModel):
-    path: str = Field(description="compiled or pipeline")
-    reason: str | None = Field(description="Why the pipeline serves instead of the compiled path.")
-
-
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -48,7 +47,8 @@ class ModelInfo(BaseModel):
     promoted_at: str | None
     training_data: dict[str, Any] = Field(description="What the version was trained on (tags).")
     tags: dict[str, str]
-    serving: ServingPath
+    path: str = Field(description="How predictions are computed: compiled or pipeline.")
+    path_reason: str | None = Field(description="Why the pipeline serves, not the compiled path.")
     explain_available: bool
     loaded_at: str
 
