@@ -141,24 +141,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        pg, s3, mlflow, sim, api, scorer = (free_port() for _ in range(6))
-        settings = load_settings(
-            state_dir=root,
-            pg_port=pg,
-            s3_port=s3,
-            mlflow_port=mlflow,
-            sim_port=sim,
-            s3_endpoint_url=f"http://127.0.0.1:{s3}",
-            mlflow_tracking_uri=f"http://127.0.0.1:{mlflow}",
-            mlflow_backend_db_url=f"postgresql://mlflow:mlflow@127.0.0.1:{pg}/mlflow",
-            raw_db_url=f"postgresql://mlops:mlops@127.0.0.1:{pg}/rawdata",
-            clean_db_url=f"postgresql://mlops:mlops@127.0.0.1:{pg}/cleandata",
-            datasource_url=f"http://127.0.0.1:{sim}",
-            api_port=api,
-            api_url=f"http://127.0.0.1:{api}",
-            api_workers=1,
-            model_name="bench",
-            experiment_name="bench",
+        scorer = free_port()
+        settings = platform.on_free_ports(
+            load_settings(
+                state_dir=root, api_workers=1, model_name="bench", experiment_name="bench"
+            )
         )
         ours = Service("api", root)
         theirs = Service("scorer", root)

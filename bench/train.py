@@ -22,7 +22,6 @@ from pathlib import Path
 from mlops_platform.datasource.client import Batch
 from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.local import platform
-from mlops_platform.local.postgres import free_port
 from mlops_platform.pipelines.clean import clean_pending
 from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.settings import Settings, load_settings
@@ -74,20 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as folder:
-        pg, s3, mlflow = free_port(), free_port(), free_port()
-        base = load_settings(
-            state_dir=Path(folder),
-            pg_port=pg,
-            s3_port=s3,
-            mlflow_port=mlflow,
-            s3_endpoint_url=f"http://127.0.0.1:{s3}",
-            mlflow_tracking_uri=f"http://127.0.0.1:{mlflow}",
-            mlflow_backend_db_url=f"postgresql://mlflow:mlflow@127.0.0.1:{pg}/mlflow",
-            raw_db_url=f"postgresql://mlops:mlops@127.0.0.1:{pg}/rawdata",
-            clean_db_url=f"postgresql://mlops:mlops@127.0.0.1:{pg}/cleandata",
-            sim_port=free_port(),
-        )
-        base = base.model_copy(update={"datasource_url": f"http://127.0.0.1:{base.sim_port}"})
+        base = platform.on_free_ports(load_settings(state_dir=Path(folder)))
+        pg = base.pg_port
         try:
             platform.up(base)
             postgres = platform.local_postgres(base)

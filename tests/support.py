@@ -1,16 +1,26 @@
-"""Test helpers shared by the suites: real servers in threads, free ports."""
+"""Test helpers shared by the suites: real servers in threads, simulator data as received."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
+from typing import Any
 
+import pandas as pd
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
+from mlops_platform.datasource.client import Batch, parse_batch
+from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.local.postgres import free_port
+from mlops_platform.pipelines.clean import RawRow, clean_pending, clean_rows
+from mlops_platform.pipelines.ingest import store_batch
+from mlops_platform.schema import FIELDS
 
 
 @contextmanager
@@ -29,3 +39,30 @@ def serve(app: FastAPI, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def received(records: list[dict[str, Any]], number: int, day: str = "Wednesday") -> Batch:
+    """Records as the client receives them from group 1: through JSON, numbers kept as text."""
+    payload = {"group_number": 1, "day": day, "batch_number": number, "data": records}
+    return parse_batch(json.dumps(payload), "http://simulator", 1, day)
+
+
+def collect(raw: Engine, clean: Engine, config: SimulatorConfig, number: int) -> None:
+    """One simulator batch into RAW and CLEAN, as the data pipeline does."""
+    store_batch(raw, received(generate_batch(config, 1, "Wednesday", number), number))
+    clean_pending(raw, clean, test_fraction=0.2)
+
+
+def clean_frame(config: SimulatorConfig, *batches: int) -> pd.DataFrame:
+    """Simulator batches cleaned in memory, shaped like ``load_listings`` (ISO dates)."""
+    rows = []
+    for number in batches:
+        records = generate_batch(config, 1, "Wednesday", number)
+        raw = [RawRow(number, i, {f: r.get(f) for f in FIELDS}) for i, r in enumerate(records)]
+        accepted, _ = clean_rows(raw, as_of=date(2026, 1, 1), test_fraction=0.2)
+        for row in accepted:
+            values = row.listing.model_dump()
+            sold = values["prev_sold_date"]
+            values["prev_sold_date"] = sold.isoformat() if sold else None
+            rows.append({**values, "batch_id": number, "row_key": row.row_key, "split": row.split})
+    return pd.DataFrame(rows)

@@ -7,7 +7,6 @@ tests do not depend on each other's order.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -30,13 +29,10 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
 
-from mlops_platform.datasource.client import parse_batch
 from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.local.postgres import LocalPostgres, free_port
 from mlops_platform.pipelines import registry
-from mlops_platform.pipelines.clean import clean_pending
 from mlops_platform.pipelines.features import raw_frame
-from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.pipelines.modeling import run_model_pipeline
 from mlops_platform.schema import FEATURES, ListingFeatures
 from mlops_platform.serving.app import create_app
@@ -45,6 +41,7 @@ from mlops_platform.settings import Settings, load_settings
 from mlops_platform.storage.engine import normalise_url
 from mlops_platform.storage.migrate import upgrade
 from mlops_platform.storage.tables import inference_logs
+from tests import support
 from tests.conftest import Stores, _stores
 from tests.plugins.mlflow_stack import MlflowServer
 
@@ -70,10 +67,7 @@ class Trained:
 
 def collect(stores: Stores, number: int) -> None:
     """One simulator batch into RAW and CLEAN, as the data pipeline does."""
-    records = generate_batch(CONFIG, 1, "Wednesday", number)
-    payload = {"group_number": 1, "day": "Wednesday", "batch_number": number, "data": records}
-    store_batch(stores.raw, parse_batch(json.dumps(payload), "sim", 1, "Wednesday"))
-    clean_pending(stores.raw, stores.clean, test_fraction=0.2)
+    support.collect(stores.raw, stores.clean, CONFIG, number)
 
 
 @pytest.fixture(scope="module")

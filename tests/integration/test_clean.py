@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 from sqlalchemy import select, text
 
-from mlops_platform.datasource.client import Batch, parse_batch
+from mlops_platform.datasource.client import Batch
 from mlops_platform.datasource.simulator import (
     DIRTY_KINDS,
     DUPLICATE,
@@ -19,6 +18,7 @@ from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.schema import FIELDS
 from mlops_platform.storage.tables import clean_listings, raw_listings, rejected
 from tests.conftest import Stores
+from tests.support import received
 
 # A high dirty rate so every kind shows up in a small batch.
 CONFIG = SimulatorConfig(batches=6, batch_size=600, seed=21, dirty_rate=0.3)
@@ -43,8 +43,7 @@ KIND_FIELDS = {
 
 def _labelled(number: int) -> tuple[Batch, list[str | None]]:
     records, labels = generate_labelled_batch(CONFIG, 1, "Wednesday", number)
-    payload = {"group_number": 1, "day": "Wednesday", "batch_number": number, "data": records}
-    return parse_batch(json.dumps(payload), "sim", 1, "Wednesday"), labels
+    return received(records, number), labels
 
 
 def _ingest(stores: Stores, *numbers: int) -> dict[int, tuple[int, list[str | None]]]:

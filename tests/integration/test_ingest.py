@@ -9,25 +9,19 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from mlops_platform.datasource.client import Batch, parse_batch
+from mlops_platform.datasource.client import Batch
 from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.pipelines.ingest import ingest, store_batch
 from mlops_platform.schema import FIELDS
 from mlops_platform.storage.tables import batches, raw_listings
 from tests.conftest import Stores
+from tests.support import received
 
 CONFIG = SimulatorConfig(batches=4, batch_size=500, seed=11)
 
 
 def _batch(number: int = 1) -> Batch:
-    """A simulator batch as the client receives it: through JSON, numbers kept as text."""
-    payload = {
-        "group_number": 1,
-        "day": "Wednesday",
-        "batch_number": number,
-        "data": generate_batch(CONFIG, 1, "Wednesday", number),
-    }
-    return parse_batch(json.dumps(payload), "http://simulator", 1, "Wednesday")
+    return received(generate_batch(CONFIG, 1, "Wednesday", number), number)
 
 
 def _counts(stores: Stores) -> tuple[int, int]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from mlops_platform.local.postgres import free_port
+from mlops_platform.local.platform import on_free_ports
+from mlops_platform.settings import load_settings
 
 
 def _mlops(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -34,23 +35,9 @@ def _left_behind(markers: list[str]) -> list[str]:
 
 def test_up_collects_trains_and_down_stops_everything(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    pg, sim, s3, mlflow = (free_port() for _ in range(4))
-    env = {
-        **os.environ,
-        "MLOPS_STATE_DIR": str(state),
-        "MLOPS_PG_PORT": str(pg),
-        "MLOPS_SIM_PORT": str(sim),
-        "MLOPS_DATASOURCE_URL": f"http://127.0.0.1:{sim}",
-        "MLOPS_RAW_DB_URL": f"postgresql://mlops:mlops@127.0.0.1:{pg}/rawdata",
-        "MLOPS_CLEAN_DB_URL": f"postgresql://mlops:mlops@127.0.0.1:{pg}/cleandata",
-        "MLOPS_MLFLOW_BACKEND_DB_URL": f"postgresql://mlflow:mlflow@127.0.0.1:{pg}/mlflow",
-        "MLOPS_S3_PORT": str(s3),
-        "MLOPS_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3}",
-        "MLOPS_MLFLOW_PORT": str(mlflow),
-        "MLOPS_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
-        "MLOPS_SIM_BATCH_SIZE": "800",
-    }
-    markers = [str(state), f"--port {mlflow}", f"-s3.port={s3}"]
+    settings = on_free_ports(load_settings(state_dir=state, sim_batch_size=800))
+    env = {**os.environ, **settings.to_env()}
+    markers = [str(state), f"--port {settings.mlflow_port}", f"-s3.port={settings.s3_port}"]
     try:
         up = _mlops(["up"], env)
         assert up.returncode == 0, up.stdout + up.stderr

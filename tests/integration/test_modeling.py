@@ -8,7 +8,6 @@ market and is promoted; the history table tells it in order, and a re-run change
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 
 import mlflow
@@ -16,17 +15,15 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import select
 
-from mlops_platform.datasource.client import parse_batch
-from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
+from mlops_platform.datasource.simulator import SimulatorConfig
 from mlops_platform.pipelines import registry
-from mlops_platform.pipelines.clean import clean_pending
 from mlops_platform.pipelines.dataset import load_listings
 from mlops_platform.pipelines.evaluate import evaluate
-from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.pipelines.modeling import run_model_pipeline
 from mlops_platform.settings import Settings
 from mlops_platform.storage.tables import model_history
 from tests.conftest import Stores
+from tests.support import collect
 
 CONFIG = SimulatorConfig(batches=6, batch_size=1200, seed=4, drift_at=5, drift_strength=1.5)
 _names = itertools.count()
@@ -44,14 +41,7 @@ def _settings(stores: Stores, mlflow_settings: Settings) -> Settings:
 
 
 def _collect(stores: Stores, number: int) -> None:
-    payload = {
-        "group_number": 1,
-        "day": "Wednesday",
-        "batch_number": number,
-        "data": generate_batch(CONFIG, 1, "Wednesday", number),
-    }
-    store_batch(stores.raw, parse_batch(json.dumps(payload), "sim", 1, "Wednesday"))
-    clean_pending(stores.raw, stores.clean, test_fraction=0.2)
+    collect(stores.raw, stores.clean, CONFIG, number)
 
 
 def _history(stores: Stores) -> list[dict]:

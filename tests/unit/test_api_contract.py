@@ -7,7 +7,6 @@ model the real pipelines trained and promoted in the real MLflow registry.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -27,18 +26,15 @@ from schemathesis.checks import (
 )
 from schemathesis.core import NOT_SET
 
-from mlops_platform.datasource.client import parse_batch
-from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
+from mlops_platform.datasource.simulator import SimulatorConfig
 from mlops_platform.local.postgres import LocalPostgres
-from mlops_platform.pipelines.clean import clean_pending
-from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.pipelines.modeling import run_model_pipeline
 from mlops_platform.schema import STATE_CODES, STATES
 from mlops_platform.serving.app import create_app
 from mlops_platform.settings import load_settings
 from tests.conftest import _stores
 from tests.plugins.mlflow_stack import MlflowServer
-from tests.support import serve
+from tests.support import collect, serve
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +56,7 @@ def api_url(postgres: LocalPostgres, mlflow_server: MlflowServer) -> Iterator[st
         max_batch_records=20,
         inference_log_flush_s=0.2,
     )
-    payload = {
-        "group_number": 1,
-        "day": "Wednesday",
-        "batch_number": 1,
-        "data": generate_batch(CONFIG, 1, "Wednesday", 1),
-    }
-    store_batch(stores.raw, parse_batch(json.dumps(payload), "sim", 1, "Wednesday"))
-    clean_pending(stores.raw, stores.clean, test_fraction=0.2)
+    collect(stores.raw, stores.clean, CONFIG, 1)
     assert run_model_pipeline(settings_)["outcome"] == "promoted"
     with serve(create_app(settings_)) as url:
         yield url

@@ -21,10 +21,9 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import MinMaxScaler
 from threadpoolctl import threadpool_limits
 
-from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
-from mlops_platform.pipelines.clean import RawRow, clean_rows
+from mlops_platform.datasource.simulator import SimulatorConfig
 from mlops_platform.pipelines.train import FAMILIES, build_model, fit_candidates
-from mlops_platform.schema import FEATURES, FIELDS, TARGET, ListingFeatures
+from mlops_platform.schema import FEATURES, TARGET, ListingFeatures
 from mlops_platform.serving import compiled as compiled_module
 from mlops_platform.serving.compiled import (
     CompileError,
@@ -33,6 +32,7 @@ from mlops_platform.serving.compiled import (
     records_frame,
     verify,
 )
+from tests.support import clean_frame
 
 CONFIG = SimulatorConfig(batch_size=1500, seed=17, drift_at=4, drift_strength=1.5)
 UNSEEN_STATE = "Ohio"  # left out of training: its rows carry unseen states, cities and zips
@@ -44,18 +44,14 @@ log = logging.getLogger(__name__)
 
 def _listings(*batches: int) -> pd.DataFrame:
     """Clean listings as CLEAN holds them (ISO dates), plus the API's ``record`` of each row."""
-    rows = []
-    for number in batches:
-        records = generate_batch(CONFIG, 1, "Wednesday", number)
-        raw = [RawRow(number, i, {f: r.get(f) for f in FIELDS}) for i, r in enumerate(records)]
-        accepted, _ = clean_rows(raw, as_of=date(2026, 1, 1), test_fraction=0.2)
-        for row in accepted:
-            values = row.listing.model_dump()
-            record = ListingFeatures(**{f: values[f] for f in FEATURES}).model_dump()
-            sold = values["prev_sold_date"]
-            values["prev_sold_date"] = sold.isoformat() if sold else None
-            rows.append({**values, "record": record, "batch_id": number, "row_key": row.row_key})
-    return pd.DataFrame(rows)
+    frame = clean_frame(CONFIG, *batches)
+    frame["record"] = [
+        ListingFeatures.model_validate(
+            {f: row[f] for f in FEATURES}, context={"as_of": date(2026, 1, 1)}
+        ).model_dump()
+        for row in frame.to_dict(orient="records")
+    ]
+    return frame
 
 
 @pytest.fixture(scope="module", autouse=True)

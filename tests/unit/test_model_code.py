@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
+from mlops_platform.datasource.simulator import SimulatorConfig
 from mlops_platform.pipelines import drift
-from mlops_platform.pipelines.clean import RawRow, clean_rows
 from mlops_platform.pipelines.explain import explain, explain_record, source_of
 from mlops_platform.pipelines.features import OUTPUTS, SOURCES, ListingFeatureBuilder
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.train import FAMILIES, choose, fit_candidates, recency_weights
-from mlops_platform.schema import FEATURES, FIELDS
+from mlops_platform.schema import FEATURES
+from tests.support import clean_frame
 
 CONFIG = SimulatorConfig(batch_size=1500, seed=9, drift_at=4, drift_strength=1.5)
 THRESHOLDS = drift.Thresholds(psi=0.2, error_ratio=1.25, new_rows_ratio=1.0, min_new_rows=100)
 
 
-def _clean_frame(*batches: int) -> pd.DataFrame:
-    rows = []
-    for number in batches:
-        records = generate_batch(CONFIG, 1, "Wednesday", number)
-        raw = [RawRow(number, i, {f: r.get(f) for f in FIELDS}) for i, r in enumerate(records)]
-        accepted, _ = clean_rows(raw, as_of=date(2026, 1, 1), test_fraction=0.2)
-        for row in accepted:
-            values = row.listing.model_dump()
-            sold = values["prev_sold_date"]
-            values["prev_sold_date"] = sold.isoformat() if sold else None
-            rows.append({**values, "batch_id": number, "row_key": row.row_key, "split": row.split})
-    return pd.DataFrame(rows)
-
-
 @pytest.fixture(scope="module")
 def market() -> pd.DataFrame:
-    return _clean_frame(1, 2, 3, 4)
+    return clean_frame(CONFIG, 1, 2, 3, 4)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import make_url
 
 from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
-from mlops_platform.local.postgres import LocalPostgres
+from mlops_platform.local.postgres import LocalPostgres, free_port
 from mlops_platform.local.processes import Service, wait_http
 from mlops_platform.local.s3 import LocalS3, wait_s3
 from mlops_platform.settings import Settings
@@ -28,6 +28,39 @@ class Endpoint:
     name: str
     url: str
     pid: int | None
+
+
+def on_free_ports(settings: Settings) -> Settings:
+    """A copy of ``settings`` whose local services all listen on free ports, URLs to match.
+
+    For a second platform beside the usual one: benchmarks, tests, a demo in a temporary folder.
+    """
+    pg, s3, mlflow, sim, api = (free_port() for _ in range(5))
+    local = "127.0.0.1"
+
+    def database(url: str, port: int) -> str:
+        return (
+            make_url(normalise_url(url))
+            .set(host=local, port=port)
+            .render_as_string(hide_password=False)
+        )
+
+    return settings.model_copy(
+        update={
+            "pg_port": pg,
+            "s3_port": s3,
+            "mlflow_port": mlflow,
+            "sim_port": sim,
+            "api_port": api,
+            "raw_db_url": database(settings.raw_url, pg),
+            "clean_db_url": database(settings.clean_url, pg),
+            "mlflow_backend_db_url": database(str(settings.mlflow_backend_db_url), pg),
+            "s3_endpoint_url": f"http://{local}:{s3}",
+            "mlflow_tracking_uri": f"http://{local}:{mlflow}",
+            "datasource_url": f"http://{local}:{sim}",
+            "api_url": f"http://{local}:{api}",
+        }
+    )
 
 
 def local_postgres(settings: Settings) -> LocalPostgres:
