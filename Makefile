@@ -25,8 +25,8 @@ status: install
 	$(VENV)/bin/mlops status
 
 lint: install ## ruff: lint and formatting
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests dags bench
+	$(VENV)/bin/ruff format --check src tests dags bench
 
 test: install lint charts-test ## Set up everything and run the whole test suite
 	$(VENV)/bin/pytest --ignore=tests/charts
@@ -49,8 +49,8 @@ charts-test: install ## Helm charts: get helm/promtool, lint --strict, render (+
 	$(VENV)/bin/pytest tests/charts -q
 
 format: install
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests dags bench
+	$(VENV)/bin/ruff format src tests dags bench
 
 bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
