@@ -79,13 +79,11 @@ def main() -> None:
             platform.up(base)
             postgres = platform.local_postgres(base)
             for size in sizes:
-                settings = base.model_copy(
-                    update={
-                        "raw_db_url": f"postgresql://mlops:mlops@127.0.0.1:{pg}/raw_{size}",
-                        "clean_db_url": f"postgresql://mlops:mlops@127.0.0.1:{pg}/clean_{size}",
-                        "model_name": f"bench_{size}",
-                        "experiment_name": f"bench_{size}",
-                    }
+                settings = base.replace(
+                    raw_db_url=f"postgresql://mlops:mlops@127.0.0.1:{pg}/raw_{size}",
+                    clean_db_url=f"postgresql://mlops:mlops@127.0.0.1:{pg}/clean_{size}",
+                    model_name=f"bench_{size}",
+                    experiment_name=f"bench_{size}",
                 )
                 postgres.ensure_database(f"raw_{size}", "mlops", "mlops")
                 postgres.ensure_database(f"clean_{size}", "mlops", "mlops")

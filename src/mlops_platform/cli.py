@@ -181,7 +181,7 @@ def serve_api(
 
     settings = _settings()
     overrides = {"api_host": host, "api_port": port, "api_workers": workers}
-    run(settings.model_copy(update={k: v for k, v in overrides.items() if v is not None}))
+    run(settings.replace(**{k: v for k, v in overrides.items() if v is not None}))
 
 
 @mlflow_app.command("serve")

@@ -172,6 +172,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` applied and validated (``model_copy`` would not validate)."""
+        try:
+            return type(self)(**{**self.model_dump(), **changes})
+        except ValidationError as error:
+            raise SettingsError(_describe(error)) from None
+
     def to_env(self) -> dict[str, str]:
         """These settings as ``MLOPS_*`` variables, for a child process to read back."""
         return {

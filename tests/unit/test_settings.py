@@ -67,3 +67,11 @@ def test_settings_travel_to_a_child_process_through_the_environment(
     for name, value in original.to_env().items():
         monkeypatch.setenv(name, value)
     assert load_settings() == original
+
+
+def test_replace_validates_and_names_the_variable() -> None:
+    settings = load_settings().replace(raw_db_url="postgresql://a:b@host:1/db", group_number=3)
+    assert settings.raw_url.endswith("@host:1/db")
+    assert settings.group_number == 3
+    with pytest.raises(SettingsError, match="MLOPS_GROUP_NUMBER"):
+        settings.replace(group_number=0)

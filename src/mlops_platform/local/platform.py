@@ -45,21 +45,19 @@ def on_free_ports(settings: Settings) -> Settings:
             .render_as_string(hide_password=False)
         )
 
-    return settings.model_copy(
-        update={
-            "pg_port": pg,
-            "s3_port": s3,
-            "mlflow_port": mlflow,
-            "sim_port": sim,
-            "api_port": api,
-            "raw_db_url": database(settings.raw_url, pg),
-            "clean_db_url": database(settings.clean_url, pg),
-            "mlflow_backend_db_url": database(str(settings.mlflow_backend_db_url), pg),
-            "s3_endpoint_url": f"http://{local}:{s3}",
-            "mlflow_tracking_uri": f"http://{local}:{mlflow}",
-            "datasource_url": f"http://{local}:{sim}",
-            "api_url": f"http://{local}:{api}",
-        }
+    return settings.replace(
+        pg_port=pg,
+        s3_port=s3,
+        mlflow_port=mlflow,
+        sim_port=sim,
+        api_port=api,
+        raw_db_url=database(settings.raw_url, pg),
+        clean_db_url=database(settings.clean_url, pg),
+        mlflow_backend_db_url=database(str(settings.mlflow_backend_db_url), pg),
+        s3_endpoint_url=f"http://{local}:{s3}",
+        mlflow_tracking_uri=f"http://{local}:{mlflow}",
+        datasource_url=f"http://{local}:{sim}",
+        api_url=f"http://{local}:{api}",
     )
 
 
