@@ -7,7 +7,6 @@ and CLEAN databases, cloned from migrated templates (a file copy inside the serv
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from mlops_platform.storage.migrate import upgrade
 
 pytest_plugins = ["tests.plugins.mlflow_stack"]
 
-REQUIRE_ALL = os.environ.get("MLOPS_REQUIRE_ALL") == "1"
 _counter = itertools.count()
 
 

@@ -206,6 +206,21 @@ def test_data_pipeline_emits_clean_data_only_for_new_rows(
     assert _counts(stores) == after_first
 
 
+def _platform(
+    mlflow_settings: Settings, stores: Stores, source: str, api_port: int, **extra: object
+) -> Settings:
+    """The test's stores, MLflow, data source and API, as the DAGs' tasks will see them."""
+    return mlflow_settings.replace(
+        raw_db_url=stores.raw_url,
+        clean_db_url=stores.clean_url,
+        datasource_url=source,
+        api_url=f"http://127.0.0.1:{api_port}",
+        api_token=TOKEN,
+        model_poll_interval_s=3600.0,  # only the hook moves the served model
+        **extra,
+    )
+
+
 def _versions(settings: Settings) -> list[str]:
     found = registry.client(settings).search_model_versions(f"name = '{settings.model_name}'")
     return sorted(v.version for v in found)
@@ -220,17 +235,7 @@ def test_new_data_is_modelled_promoted_and_served(
     monkeypatch,
 ) -> None:
     api_port = free_port()
-    settings = load_settings(
-        **mlflow_settings.model_dump()
-        | {
-            "raw_db_url": stores.raw_url,
-            "clean_db_url": stores.clean_url,
-            "datasource_url": source,
-            "api_url": f"http://127.0.0.1:{api_port}",
-            "api_token": TOKEN,
-            "model_poll_interval_s": 3600.0,  # only the hook can move the served model
-        }
-    )
+    settings = _platform(mlflow_settings, stores, source, api_port)
     _use(settings, monkeypatch)
     _run(dagbag, "data_pipeline")
     assert len(asset_events("clean_data")) == 1
@@ -286,18 +291,7 @@ def test_several_batches_with_a_drift_through_the_three_dags(
 ) -> None:
     api_port = free_port()
     with serve(create_source_app(SyntheticSource(DRIFTING))) as source:
-        settings = load_settings(
-            **mlflow_settings.model_dump()
-            | {
-                "raw_db_url": stores.raw_url,
-                "clean_db_url": stores.clean_url,
-                "datasource_url": source,
-                "api_url": f"http://127.0.0.1:{api_port}",
-                "api_token": TOKEN,
-                "model_poll_interval_s": 3600.0,  # only the hook moves the served model
-                "retrain_new_rows_ratio": 0.8,
-            }
-        )
+        settings = _platform(mlflow_settings, stores, source, api_port, retrain_new_rows_ratio=0.8)
         _use(settings, monkeypatch)
         with serve(create_api_app(settings), port=api_port) as api:
             for _ in range(DRIFTING.batches):

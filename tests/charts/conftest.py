@@ -3,8 +3,7 @@
 In the style of Apache Airflow's chart tests: ``render_chart(name, values, show_only)`` runs
 ``helm template`` and returns the Kubernetes objects as dicts, so a test states what a chart must
 produce for given values. helm comes from PATH, else ``.tools/bin`` (``scripts/ensure-tools.sh``
-installs it there). Without helm the tests skip, except under ``MLOPS_REQUIRE_ALL=1`` (CI), where
-they fail.
+installs it there). Without helm the tests fail, saying how to get it: nothing here skips.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 CHARTS_DIR = REPO / "charts"
 TOOLS_BIN = REPO / ".tools" / "bin"
 ENSURE_TOOLS = REPO / "scripts" / "ensure-tools.sh"
-REQUIRE_ALL = os.environ.get("MLOPS_REQUIRE_ALL") == "1"
 NAMESPACE = "mlops"
 
 # The charts of this harness's first issue, in the deployment guide's order (package 1, package 2).
@@ -63,13 +61,10 @@ def find_tool(name: str) -> str | None:
 
 
 def require_tool(name: str) -> str:
-    """The tool's path; fails under MLOPS_REQUIRE_ALL=1, skips otherwise, when it is missing."""
+    """The tool's path; a missing tool fails the test (`make charts-test` installs them)."""
     path = find_tool(name)
     if path is None:
-        message = f"{name} not found: run scripts/ensure-tools.sh"
-        if REQUIRE_ALL:
-            pytest.fail(message + " (MLOPS_REQUIRE_ALL=1: nothing may skip)")
-        pytest.skip(message)
+        pytest.fail(f"{name} not found: run scripts/ensure-tools.sh (or make charts-test)")
     return path
 
 
