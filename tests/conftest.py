@@ -52,6 +52,13 @@ class Stores:
     def settings(self, **overrides: object) -> Settings:
         return load_settings(raw_db_url=self.raw_url, clean_db_url=self.clean_url, **overrides)
 
+    def with_model(self, tracking_uri: str, prefix: str, **overrides: object) -> Settings:
+        """These stores and a registered model of their own on a shared MLflow server."""
+        name = f"{prefix}_{next(_counter)}"
+        return self.settings(
+            mlflow_tracking_uri=tracking_uri, model_name=name, experiment_name=name, **overrides
+        )
+
 
 def _stores(postgres: LocalPostgres, shared: bool) -> Iterator[Stores]:
     n = next(_counter)

@@ -74,13 +74,7 @@ def collect(stores: Stores, number: int) -> None:
 def trained(postgres: LocalPostgres, mlflow_server: MlflowServer) -> Iterator[Trained]:
     stores_gen = _stores(postgres, shared=False)
     stores = next(stores_gen)
-    name = f"api_{uuid.uuid4().hex[:8]}"
-    settings = stores.settings(
-        mlflow_tracking_uri=mlflow_server.tracking_uri,
-        model_name=name,
-        experiment_name=name,
-        retrain_new_rows_ratio=0.8,
-    )
+    settings = stores.with_model(mlflow_server.tracking_uri, "api", retrain_new_rows_ratio=0.8)
     collect(stores, 1)
     first = run_model_pipeline(settings)
     assert first["outcome"] == "promoted", first["reason"]

@@ -7,7 +7,6 @@ market and is promoted; the history table tells it in order, and a re-run change
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 import mlflow
@@ -26,15 +25,12 @@ from tests.conftest import Stores
 from tests.support import collect
 
 CONFIG = SimulatorConfig(batches=6, batch_size=1200, seed=4, drift_at=5, drift_strength=1.5)
-_names = itertools.count()
 
 
 def _settings(stores: Stores, mlflow_settings: Settings) -> Settings:
-    n = next(_names)
-    return stores.settings(
-        mlflow_tracking_uri=mlflow_settings.mlflow_tracking_uri,
-        model_name=f"house_price_{n}",
-        experiment_name=f"house_price_{n}",
+    return stores.with_model(
+        mlflow_settings.mlflow_tracking_uri,
+        "house_price",
         # A second batch as large as the first is "enough new rows"; a third (half) is not.
         retrain_new_rows_ratio=0.8,
     )

@@ -7,7 +7,6 @@ model the real pipelines trained and promoted in the real MLflow registry.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -47,11 +46,9 @@ def api_url(postgres: LocalPostgres, mlflow_server: MlflowServer) -> Iterator[st
     """The API under uvicorn, serving version 1 of a model trained on one simulator batch."""
     stores_gen = _stores(postgres, shared=False)
     stores = next(stores_gen)
-    name = f"contract_{uuid.uuid4().hex[:8]}"
-    settings_ = stores.settings(
-        mlflow_tracking_uri=mlflow_server.tracking_uri,
-        model_name=name,
-        experiment_name=name,
+    settings_ = stores.with_model(
+        mlflow_server.tracking_uri,
+        "contract",
         api_token=TOKEN,
         max_batch_records=20,
         inference_log_flush_s=0.2,

@@ -11,7 +11,7 @@ from typing import Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
 
 from mlops_platform.storage.engine import make_engine
 from mlops_platform.storage.tables import CLEAN_SCHEMA, RAW_SCHEMA
@@ -47,11 +47,3 @@ def upgrade(url: str, store: Store, revision: str = "head") -> None:
 def upgrade_all(raw_url: str, clean_url: str) -> None:
     upgrade(raw_url, "raw")
     upgrade(clean_url, "clean")
-
-
-def current_tables(url: str, store: Store) -> list[str]:
-    engine = make_engine(url)
-    try:
-        return sorted(inspect(engine).get_table_names(schema=SCHEMAS[store]))
-    finally:
-        engine.dispose()
