@@ -184,6 +184,23 @@ def serve_api(
     run(settings.replace(**{k: v for k, v in overrides.items() if v is not None}))
 
 
+@serve_app.command("ui")
+def serve_ui(
+    host: Annotated[str | None, typer.Option(help="Bind address [MLOPS_UI_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [MLOPS_UI_PORT].")] = None,
+) -> None:
+    """The Streamlit UI: predictions through the API, model history, SHAP, data."""
+    import os
+
+    from mlops_platform.ui.launch import streamlit_command
+
+    settings = _settings()
+    overrides = {"ui_host": host, "ui_port": port}
+    settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+    command = streamlit_command(settings)
+    os.execvpe(command[0], command, {**os.environ, **settings.to_env()})
+
+
 @mlflow_app.command("serve")
 def mlflow_serve() -> None:
     """Run the MLflow server from settings (PostgreSQL metadata, S3 artifacts)."""

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Longest an inference-log row waits before a write."
     )
 
+    # --- UI ------------------------------------------------------------------------------------
+    ui_host: str = Field(default="127.0.0.1", description="Streamlit UI bind address.")
+    ui_port: int = Field(default=8501, ge=1, le=65535, description="Streamlit UI port.")
+
     # --- local platform -----------------------------------------------------------------------
     state_dir: Path = Field(default=Path(".mlops"), description="Where `mlops up` keeps state.")
     pg_port: int = Field(default=5432, ge=1, le=65535, description="Local PostgreSQL port.")
