@@ -1,0 +1,84 @@
+{{/*
+Helpers shared by every template of this chart. The same set (with the chart's own prefix) exists
+in every chart of the platform: see charts/README.md, "Chart conventions".
+*/}}
+
+{{/* Chart name, or nameOverride. */}}
+{{- define "fastapi.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified name: fullnameOverride, else the release name when it already contains the chart
+name (the deployment guide's `helm install fastapi ./fastapi` gives exactly fastapi), else
+RELEASE-fastapi. The Service carries this name, so other charts reach it as <fullname>:8989.
+*/}}
+{{- define "fastapi.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart-version, as used by the helm.sh/chart label. */}}
+{{- define "fastapi.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object. `app` is kept next to the app.kubernetes.io/* set because the deployment
+guide selects by it (`kubectl delete pvc -l "app in (...)"`).
+*/}}
+{{- define "fastapi.labels" -}}
+helm.sh/chart: {{ include "fastapi.chart" . }}
+{{ include "fastapi.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlops-platform
+app: {{ include "fastapi.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels: stable for the life of a release (never add a version here). Other charts'
+NetworkPolicies admit these pods by app.kubernetes.io/name alone.
+*/}}
+{{- define "fastapi.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fastapi.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* image reference from an image block {repository, tag}. */}}
+{{- define "fastapi.image" -}}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+
+{{/* Pod-level scheduling and security fields shared by every pod of this chart. */}}
+{{- define "fastapi.podSpecCommon" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

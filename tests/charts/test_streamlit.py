@@ -1,0 +1,275 @@
+"""streamlit chart: `mlops serve ui` from the app image on streamlit:8501, probes on Streamlit's
+own health endpoint, a read-only database user for both stores, the API and MLflow as values,
+writable HOME for ~/.streamlit, and a NetworkPolicy that admits nobody in-cluster by default."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mlops_platform.settings import Settings
+from tests.charts.conftest import (
+    CHARTS_DIR,
+    REPO,
+    HelmError,
+    by_kind,
+    env_of,
+    one,
+    pod_labels,
+    pod_spec,
+    render_chart,
+)
+
+CHART = "streamlit"
+SECRET = "streamlit-credentials"
+
+
+def objects(values: dict | None = None) -> list[dict[str, Any]]:
+    return render_chart(CHART, values)
+
+
+def deployment(values: dict | None = None) -> dict[str, Any]:
+    return one(objects(values), "Deployment", CHART)
+
+
+def container(values: dict | None = None) -> dict[str, Any]:
+    return pod_spec(deployment(values))["containers"][0]
+
+
+def readme_secret_keys() -> dict[str, set[str]]:
+    """charts/README.md's Secrets table: Secret name -> the keys it lists."""
+    section = (CHARTS_DIR / "README.md").read_text().split("## Secrets contract", 1)[1]
+    table = {}
+    for line in section.splitlines():
+        row = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|([^|]*)\|", line)
+        if row:
+            table[row.group(1)] = set(re.findall(r"`([a-z0-9-]+)`", row.group(2)))
+    return table
+
+
+def settings_of(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings the container's process would read: $(VAR) expanded the way Kubernetes does,
+    Secret values replaced by stand-ins."""
+    literal = {
+        name: item.get("value", f"secret-{name.lower().replace('_', '-')}")
+        for name, item in env.items()
+    }
+    for name, value in literal.items():
+        if name.startswith("MLOPS_"):
+            expanded = re.sub(r"\$\((\w+)\)", lambda m: literal[m.group(1)], value)
+            monkeypatch.setenv(name, expanded)
+    return Settings()
+
+
+def test_service_and_container_port() -> None:
+    service = one(objects(), "Service", "streamlit")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8501, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"].items() <= pod_labels(deployment()).items()
+    assert container()["ports"] == [{"name": "http", "containerPort": 8501, "protocol": "TCP"}]
+
+
+def test_runs_mlops_serve_ui() -> None:
+    c = container()
+    assert c["command"] == ["mlops"]
+    assert c["args"] == ["serve", "ui", "--host", "0.0.0.0", "--port", "8501"]
+    assert c["image"] == "mlops/app:0.1.0"
+
+
+def test_probes_use_streamlit_health() -> None:
+    c = container()
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/_stcore/health", "port": "http"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_probe_path_answers_on_a_real_streamlit(tmp_path: Path) -> None:
+    """`mlops serve ui` with the chart's environment, then the probes' GET, as the kubelet does."""
+    c = container()
+    env = {k: v["value"] for k, v in env_of(c).items() if "value" in v}
+    env["MLOPS_RAW_DB_URL"] = env["MLOPS_CLEAN_DB_URL"] = "postgresql+psycopg://u:p@127.0.0.1/x"
+    env.update(HOME=str(tmp_path), TMPDIR=str(tmp_path), PATH=os.environ["PATH"])
+    args = c["args"][:]
+    port = _free_port()
+    args[args.index("--host") + 1] = "127.0.0.1"
+    args[args.index("--port") + 1] = str(port)
+    path = c["readinessProbe"]["httpGet"]["path"]
+    process = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "mlops"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code
+            except httpx.TransportError:
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200, f"GET {path} never answered 200"
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert "Traceback" not in output, output
+
+
+def test_environment_is_settings_the_package_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = env_of(container())
+    settings = settings_of(env, monkeypatch)
+    assert settings.api_url == "http://fastapi:8989"
+    assert settings.mlflow_tracking_uri == "http://mlflow:5000"
+    assert settings.model_name == "house_price"
+    for url, database in ((settings.raw_db_url, "/rawdata"), (settings.clean_db_url, "/cleandata")):
+        assert url.hosts()[0]["host"] == "postgres"
+        assert url.hosts()[0]["port"] == 5432
+        assert url.path == database
+        # One read-only user for both stores.
+        assert url.hosts()[0]["username"] == "secret-db-user"
+    assert env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"]["value"] == "false"
+    assert env["STREAMLIT_SERVER_HEADLESS"]["value"] == "true"
+
+
+def test_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "apiUrl": "http://api.serving:8989",
+        "mlflow": {"trackingUri": "http://registry:5000"},
+        "database": {"host": "pg.example.org", "rawName": "mlops", "cleanName": "mlops"},
+    }
+    settings = settings_of(env_of(container(values)), monkeypatch)
+    assert settings.api_url == "http://api.serving:8989"
+    assert settings.mlflow_tracking_uri == "http://registry:5000"
+    assert settings.raw_url == settings.clean_url
+    assert settings.raw_db_url.hosts()[0]["host"] == "pg.example.org"
+
+
+def test_read_only_credentials_from_the_contract_secret() -> None:
+    env = env_of(container())
+    refs = {
+        name: item["valueFrom"]["secretKeyRef"] for name, item in env.items() if "valueFrom" in item
+    }
+    assert refs == {
+        "DB_USER": {"name": SECRET, "key": "db-username"},
+        "DB_PASSWORD": {"name": SECRET, "key": "db-password"},
+    }
+    names = list(env)
+    for variable, database in (
+        ("MLOPS_RAW_DB_URL", "rawdata"),
+        ("MLOPS_CLEAN_DB_URL", "cleandata"),
+    ):
+        url = env[variable]["value"]
+        assert url == f"postgresql+psycopg://$(DB_USER):$(DB_PASSWORD)@postgres:5432/{database}"
+        for var in re.findall(r"\$\((\w+)\)", url):
+            assert names.index(var) < names.index(variable)
+    for name, item in env.items():
+        if re.search(r"PASSWORD|TOKEN|SECRET", name):
+            assert "value" not in item, f"{name} must come from a Secret"
+    assert "MLOPS_API_TOKEN" not in env  # the UI never calls the hook
+    contract = readme_secret_keys()
+    produced = {
+        s["metadata"]["name"]: set(s["data"]) for s in by_kind(render_chart("secrets"), "Secret")
+    }
+    for ref in refs.values():
+        assert ref["key"] in contract[ref["name"]], f"{ref} is not in charts/README.md"
+        assert ref["key"] in produced[ref["name"]], f"{ref} is not made by the secrets chart"
+
+
+def test_the_secret_user_is_the_read_only_role() -> None:
+    """The secrets chart puts the postgres chart's `reader` role (SELECT only) in this Secret."""
+    import base64
+
+    secret = one(render_chart("secrets"), "Secret", SECRET)
+    postgres = one(render_chart("secrets"), "Secret", "postgres-credentials")
+    user = base64.b64decode(secret["data"]["db-username"]).decode()
+    assert user == base64.b64decode(postgres["data"]["reader-username"]).decode()
+    owners = {
+        base64.b64decode(postgres["data"][f"{db}-username"]).decode()
+        for db in ("rawdata", "cleandata")
+    }
+    assert user not in owners
+
+
+def test_read_only_root_with_writable_tmp_and_home() -> None:
+    c = container()
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod_spec(deployment())["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    home = env_of(c)["HOME"]["value"]
+    for path in ("/tmp", home):
+        assert path in mounts, f"{path} must be writable"
+        assert "emptyDir" in volumes[mounts[path]]
+
+
+def test_network_policy_admits_nobody_in_cluster_by_default() -> None:
+    policy = one(objects(), "NetworkPolicy", "streamlit")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "streamlit",
+        "app.kubernetes.io/instance": "streamlit",
+    }
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == []
+
+
+def test_network_policy_extra_peers_on_8501_and_disabled() -> None:
+    controller = {"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}
+    policy = one(
+        objects({"networkPolicy": {"allowedClients": ["grafana"], "extraFrom": [controller]}}),
+        "NetworkPolicy",
+    )
+    [rule] = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}},
+        controller,
+    ]
+    named = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    assert [named[p["port"]] for p in rule["ports"]] == [8501]
+    assert by_kind(objects({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
+
+
+def test_ingress_is_optional() -> None:
+    assert by_kind(objects(), "Ingress") == []
+    ingress = one(objects({"ingress": {"enabled": True, "className": "nginx"}}), "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["rules"][0]["host"] == "streamlit.local"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "streamlit", "port": {"name": "http"}}
+    assert "tls" not in ingress["spec"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"apiURL": "http://fastapi:8989"}, "additional properties 'apiURL' not allowed"),
+        ({"database": {"clean": "cleandata"}}, "additional properties 'clean' not allowed"),
+        ({"replicaCount": "1"}, r"/replicaCount.*got string, want integer"),
+        ({"apiUrl": "fastapi:8989"}, r"/apiUrl"),
+        ({"ingress": {"enabled": "true"}}, r"/ingress/enabled.*got string, want boolean"),
+        ({"networkPolicy": {"extraFrom": {"podSelector": {}}}}, r"got object, want array"),
+    ],
+)
+def test_schema_rejects_typos_and_bad_types(values: dict, message: str) -> None:
+    with pytest.raises(HelmError, match=message):
+        objects(values)
