@@ -12,9 +12,11 @@ import yaml
 from tests.charts.conftest import (
     PACKAGE_1,
     PACKAGE_2,
+    SERVICES,
     all_containers,
     by_kind,
     one,
+    pod_labels,
     pod_spec,
     render_chart,
     workloads,
@@ -26,6 +28,16 @@ PACKAGE_3_SERVICES = {
     ("streamlit", 8501),
     ("airflow-webserver", 8080),
     ("datasource", 80),
+}
+# Who may connect to whom (charts/README.md, "Package 3 ... shared contract", from DESIGN.md's
+# diagram): server chart -> the app.kubernetes.io/name of the client pods its NetworkPolicy admits.
+FLOWS = {
+    "postgres": {"airflow", "mlflow", "fastapi", "streamlit"},
+    "redis": {"airflow"},
+    "minio": {"mlflow", "minio"},
+    "mlflow": {"airflow", "fastapi", "streamlit"},
+    "prometheus": {"grafana"},
+    "grafana": set(),
 }
 LOCAL = {"localhost", "127.0.0.1", "0.0.0.0"}
 URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://(?:[^@/\s\"']*@)?([A-Za-z0-9.$()_-]+)(?::(\d+))?")
@@ -172,8 +184,12 @@ def test_databases_and_bucket_agree_across_charts() -> None:
     assert created == {
         k.removesuffix("-password")
         for k in pg_secret["data"]
-        if k != "postgres-password" and k.endswith("-password")
+        if k not in {"postgres-password", "reader-password"} and k.endswith("-password")
     }
+    # The read-only role (streamlit-credentials' db-username) reads databases that exist.
+    read = set(re.findall(r"^grant_reader (\w+) ", script, re.M))
+    assert read
+    assert read <= created
     mlflow_env = {
         e["name"]: e.get("value")
         for e in pod_spec(one(objects["mlflow"], "Deployment"))["containers"][0]["env"]
@@ -188,3 +204,50 @@ def test_databases_and_bucket_agree_across_charts() -> None:
     assert destination.startswith(f"s3://{job_env['BUCKET']}/"), (
         "MLflow must write to the bucket the Job creates"
     )
+
+
+def test_every_pod_carries_its_chart_name_for_network_policies() -> None:
+    """Policies admit clients by app.kubernetes.io/name only: every pod of a chart (Job pods too,
+    e.g. minio's bucket Job, which its own server's policy admits as `minio`) carries it."""
+    for chart, chart_objects in rendered().items():
+        for workload in workloads(chart_objects):
+            assert pod_labels(workload)["app.kubernetes.io/name"] == chart, (
+                f"{workload['kind']}/{workload['metadata']['name']}"
+            )
+
+
+def test_network_policies_admit_the_contract_flows_on_the_service_ports() -> None:
+    objects = rendered()
+    for server, clients in FLOWS.items():
+        policy = one(objects[server], "NetworkPolicy", server)
+        service = one(objects[server], "Service", server)
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        assert selector.items() <= service["spec"]["selector"].items(), server
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        rules = policy["spec"]["ingress"]
+        admitted = {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            for rule in rules
+            for peer in rule["from"]
+        }
+        assert admitted == clients, server
+        if not clients:
+            assert rules == [], f"{server}: no client means no ingress rule at all"
+            continue
+        # The policy's ports are the pod ports behind the Service's (a policy matches the pod's
+        # port, after the Service's translation): DESIGN.md's port numbers by default.
+        (rule,) = rules
+        served = [
+            w
+            for w in workloads(objects[server])
+            if service["spec"]["selector"].items() <= pod_labels(w).items()
+        ]
+        assert len(served) == 1, f"{server}: the Service must select the server's pods only"
+        pod_ports = {
+            p["name"]: p["containerPort"]
+            for c in all_containers(served[0])
+            for p in c.get("ports", [])
+        }
+        behind = [pod_ports[p["targetPort"]] for p in service["spec"]["ports"]]
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"} for port in behind], server
+        assert behind == SERVICES[server][server]

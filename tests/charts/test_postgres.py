@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from mlops_platform.local.postgres import LocalPostgres
-from tests.charts.conftest import by_kind, env_of, one, pod_spec, render_chart
+from tests.charts.conftest import HelmError, by_kind, env_of, one, pod_spec, render_chart
 
 DATABASES = ["airflow", "mlflow", "rawdata", "cleandata"]
 _run = itertools.count()
@@ -62,6 +62,51 @@ def test_each_database_gets_its_owner_from_the_secret() -> None:
     assert "\\getenv password" in script
 
 
+def test_read_only_role_comes_from_the_secret_and_reads_rawdata_and_cleandata() -> None:
+    objects = render_chart("postgres")
+    env = env_of(pod_spec(one(objects, "StatefulSet"))["containers"][0])
+    for var, key in (("READER_USER", "reader-username"), ("READER_PASSWORD", "reader-password")):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "postgres-credentials", "key": key}
+    script = one(objects, "ConfigMap", "postgres-init")["data"]["10-databases.sh"]
+    lines = script.splitlines()
+    # The role is made after every database, then granted each database it reads with its owner.
+    assert lines.index("create_reader READER_USER READER_PASSWORD") > lines.index(
+        "create_database cleandata DB_CLEANDATA_USER DB_CLEANDATA_PASSWORD"
+    )
+    assert [line for line in lines if line.startswith("grant_reader ")] == [
+        "grant_reader rawdata READER_USER DB_RAWDATA_USER",
+        "grant_reader cleandata READER_USER DB_CLEANDATA_USER",
+    ]
+    for statement in (
+        "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE %I GRANT SELECT ON TABLES",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE %I GRANT USAGE ON SCHEMAS",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA",
+        "default_transaction_read_only = on",
+    ):
+        assert statement in script, statement
+    assert "\\getenv password $password_var" in script
+
+
+def test_read_only_role_can_be_turned_off_or_pointed_at_other_databases() -> None:
+    objects = render_chart("postgres", {"reader": {"enabled": False}})
+    env = env_of(pod_spec(one(objects, "StatefulSet"))["containers"][0])
+    assert "READER_USER" not in env
+    assert "READER_PASSWORD" not in env
+    script = one(objects, "ConfigMap", "postgres-init")["data"]["10-databases.sh"]
+    assert "create_reader" not in script
+    assert "grant_reader" not in script
+    script = one(
+        render_chart("postgres", {"reader": {"databases": ["cleandata"]}}),
+        "ConfigMap",
+        "postgres-init",
+    )["data"]["10-databases.sh"]
+    assert "grant_reader cleandata READER_USER DB_CLEANDATA_USER" in script
+    assert "grant_reader rawdata" not in script
+    with pytest.raises(HelmError, match=r"reader.databases: \"reporting\" is not one of databases"):
+        render_chart("postgres", {"reader": {"databases": ["cleandata", "reporting"]}})
+
+
 def test_probes_use_pg_isready() -> None:
     container = pod_spec(one(render_chart("postgres"), "StatefulSet"))["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -81,7 +126,11 @@ def _psql_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
-def _run_init_script(server: LocalPostgres, script: str, env: dict[str, str], tmp: Path) -> str:
+def _run_init_script(
+    server: LocalPostgres, script: str, env: dict[str, str], tmp: Path, *, ok: bool = True
+) -> str:
+    """Run the chart's init script as the image's entrypoint does; its output (stderr when
+    ``ok`` is False and it must fail)."""
     path = tmp / "10-databases.sh"
     path.write_text(script)
     result = subprocess.run(
@@ -99,6 +148,9 @@ def _run_init_script(server: LocalPostgres, script: str, env: dict[str, str], tm
         check=False,
         timeout=60,
     )
+    if not ok:
+        assert result.returncode != 0, result.stdout
+        return result.stderr
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -109,8 +161,9 @@ def test_init_script_creates_owned_private_databases_on_real_postgres(
 ) -> None:
     n = next(_run)
     names = [f"chart_{db}_{n}" for db in ("airflow", "rawdata")]
-    objects = render_chart("postgres", {"databases": names})
+    objects = render_chart("postgres", {"databases": names, "reader": {"enabled": False}})
     script = one(objects, "ConfigMap", "postgres-init")["data"]["10-databases.sh"]
+    assert "create_reader" not in script
     env = {}
     for name in names:
         env[f"DB_{name.upper()}_USER"] = f"{name}_owner"
@@ -149,6 +202,108 @@ def test_init_script_creates_owned_private_databases_on_real_postgres(
                 )
 
 
+def _denied(conn: psycopg.Connection, statement: str) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(statement)
+
+
+@pytest.mark.integration
+def test_init_script_makes_a_read_only_role_on_real_postgres(
+    postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    """The UI's role reads what the owners create after init (the migrations) and nothing else:
+    no write, no DDL, no other database. Run twice, the second time after the tables exist."""
+    n = next(_run)
+    names = {db: f"chart_{db}_{n}" for db in DATABASES}
+    owners = {db: f"{name}_owner" for db, name in names.items()}
+    reader = f"chart_reader_{n}"
+    read = [names["rawdata"], names["cleandata"]]
+    objects = render_chart(
+        "postgres", {"databases": list(names.values()), "reader": {"databases": read}}
+    )
+    script = one(objects, "ConfigMap", "postgres-init")["data"]["10-databases.sh"]
+    env = {"READER_USER": reader, "READER_PASSWORD": "pw-reader"}
+    for db, name in names.items():
+        env[f"DB_{name.upper()}_USER"] = owners[db]
+        env[f"DB_{name.upper()}_PASSWORD"] = "pw-1"
+    server = f"host={postgres.host} port={postgres.port}"
+    try:
+        _run_init_script(postgres, script, env, tmp_path)
+        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
+            flags = conn.execute(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
+                "rolcanlogin FROM pg_roles WHERE rolname = %s",
+                (reader,),
+            ).fetchone()
+            assert flags == (False, False, False, False, False, True)
+        # After init, as the migrations do: each owner makes a schema and tables.
+        for db in ("rawdata", "cleandata"):
+            with psycopg.connect(
+                f"{server} dbname={names[db]} user={owners[db]}", autocommit=True
+            ) as conn:
+                conn.execute(f"CREATE SCHEMA {db}_s")
+                conn.execute(f"CREATE TABLE {db}_s.t (x int)")
+                conn.execute(f"INSERT INTO {db}_s.t VALUES (1)")
+                conn.execute("CREATE TABLE public.p (x int)")
+        for db in ("rawdata", "cleandata"):
+            with psycopg.connect(
+                f"{server} dbname={names[db]} user={reader}", autocommit=True
+            ) as conn:
+                assert conn.execute(f"SELECT x FROM {db}_s.t").fetchall() == [(1,)]
+                assert conn.execute("SELECT count(*) FROM public.p").fetchone() == (0,)
+                # Its sessions are read-only by default ...
+                assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
+                with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                    conn.execute(f"INSERT INTO {db}_s.t VALUES (2)")
+                # ... and even in a read-write transaction it has no right but SELECT.
+                conn.execute("SET default_transaction_read_only = off")
+                for statement in (
+                    f"INSERT INTO {db}_s.t VALUES (2)",
+                    f"UPDATE {db}_s.t SET x = 3",
+                    f"DELETE FROM {db}_s.t",
+                    f"TRUNCATE {db}_s.t",
+                    f"CREATE TABLE {db}_s.u (x int)",
+                    "CREATE TABLE public.u (x int)",
+                    "CREATE SCHEMA mine",
+                    "CREATE TEMP TABLE scratch (x int)",
+                    f"ALTER TABLE {db}_s.t ADD COLUMN y int",
+                    f"DROP TABLE {db}_s.t",
+                ):
+                    _denied(conn, statement)
+        for db in ("airflow", "mlflow"):
+            with pytest.raises(psycopg.OperationalError, match="permission denied"):
+                psycopg.connect(f"{server} dbname={names[db]} user={reader}")
+        # A table the owners' default privileges do not cover (made by the superuser) becomes
+        # readable when the script runs again: it grants on what exists, and is idempotent.
+        with psycopg.connect(postgres.conninfo(names["cleandata"]), autocommit=True) as conn:
+            conn.execute("CREATE TABLE cleandata_s.by_admin (x int)")
+        with psycopg.connect(
+            f"{server} dbname={names['cleandata']} user={reader}", autocommit=True
+        ) as conn:
+            _denied(conn, "SELECT * FROM cleandata_s.by_admin")
+        _run_init_script(postgres, script, env, tmp_path)
+        with psycopg.connect(
+            f"{server} dbname={names['cleandata']} user={reader}", autocommit=True
+        ) as conn:
+            assert conn.execute("SELECT count(*) FROM cleandata_s.by_admin").fetchone() == (0,)
+            assert conn.execute("SELECT x FROM cleandata_s.t").fetchall() == [(1,)]
+            conn.execute("SET default_transaction_read_only = off")
+            _denied(conn, "INSERT INTO cleandata_s.by_admin VALUES (1)")
+        # A reader named like an owner would own a database: the script refuses it.
+        error = _run_init_script(
+            postgres, script, {**env, "READER_USER": owners["rawdata"]}, tmp_path, ok=False
+        )
+        assert "the read-only role needs a name of its own" in error
+    finally:
+        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
+            for name in names.values():
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+            for role in [reader, *owners.values()]:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 def test_release_name_and_secret_can_change() -> None:
     objects = render_chart("postgres", {"auth": {"existingSecret": "my-pg"}}, release="db")
     assert {s["metadata"]["name"] for s in by_kind(objects, "Service")} == {
@@ -157,3 +312,66 @@ def test_release_name_and_secret_can_change() -> None:
     }
     env = env_of(pod_spec(one(objects, "StatefulSet"))["containers"][0])
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "my-pg"
+
+
+PORTS = [{"port": 5432, "protocol": "TCP"}]
+
+
+def peer(name: str) -> dict:
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+
+def test_network_policy_admits_airflow_mlflow_fastapi_streamlit_on_the_service_ports() -> None:
+    """Only airflow, mlflow, fastapi, streamlit may connect, on the pod port the Service targets."""
+    policy = one(render_chart("postgres"), "NetworkPolicy", "postgres")
+    assert policy["spec"]["podSelector"] == {
+        "matchLabels": {
+            "app.kubernetes.io/name": "postgres",
+            "app.kubernetes.io/instance": "postgres",
+        }
+    }
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [peer("airflow"), peer("mlflow"), peer("fastapi"), peer("streamlit")],
+            "ports": PORTS,
+        }
+    ]
+    # The pod's ports behind the Service's (a policy matches pod ports), whatever service.port is.
+    objects = render_chart(
+        "postgres", {"service": {"port": 18080}, "networkPolicy": {"allowedClients": ["ui"]}}
+    )
+    (rule,) = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert rule["ports"] == PORTS
+    container = pod_spec(one(objects, "StatefulSet", "postgres"))["containers"][0]
+    pod_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    service = one(objects, "Service", "postgres")
+    assert [p["port"] for p in PORTS] == [
+        pod_ports[p["targetPort"]] for p in service["spec"]["ports"]
+    ]
+
+
+def test_network_policy_can_be_turned_off_narrowed_or_widened() -> None:
+    assert (
+        by_kind(render_chart("postgres", {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+        == []
+    )
+    closed = render_chart("postgres", {"networkPolicy": {"allowedClients": []}})
+    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
+    ingress = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    }
+    widened = render_chart(
+        "postgres", {"networkPolicy": {"allowedClients": ["ui"], "extraFrom": [ingress]}}
+    )
+    assert one(widened, "NetworkPolicy")["spec"]["ingress"] == [
+        {"from": [peer("ui"), ingress], "ports": PORTS}
+    ]
+    only_extra = render_chart(
+        "postgres", {"networkPolicy": {"allowedClients": [], "extraFrom": [ingress]}}
+    )
+    assert one(only_extra, "NetworkPolicy")["spec"]["ingress"] == [
+        {"from": [ingress], "ports": PORTS}
+    ]
+    with pytest.raises(HelmError, match="/networkPolicy/allowedClients/0"):
+        render_chart("postgres", {"networkPolicy": {"allowedClients": ["Not A Label"]}})

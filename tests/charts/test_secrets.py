@@ -13,7 +13,7 @@ from tests.charts.conftest import CHARTS_DIR, HelmError, by_kind, render_chart
 # The contract the other charts (and issue 7's airflow, fastapi, streamlit) read: charts/README.md.
 DATABASES = ["airflow", "mlflow", "rawdata", "cleandata"]
 CONTRACT = {
-    "postgres-credentials": {"postgres-password"}
+    "postgres-credentials": {"postgres-password", "reader-username", "reader-password"}
     | {f"{db}-{part}" for db in DATABASES for part in ("username", "password")},
     "redis-credentials": {"redis-password"},
     "minio-credentials": {"root-user", "root-password", "mlflow-access-key", "mlflow-secret-key"},
@@ -35,7 +35,8 @@ CONTRACT = {
     },
     "grafana-credentials": {"admin-user", "admin-password"},
     "fastapi-credentials": {"hook-token", "rawdata-username", "rawdata-password"},
-    "streamlit-credentials": {"cleandata-username", "cleandata-password"},
+    # The UI holds only the read-only role, never a database owner's login.
+    "streamlit-credentials": {"db-username", "db-password"},
 }
 
 
@@ -91,8 +92,13 @@ def test_shared_credentials_are_identical_in_every_copy() -> None:
     for consumer in ("airflow-credentials", "fastapi-credentials"):
         assert s[consumer]["rawdata-password"] == pg["rawdata-password"]
         assert s[consumer]["rawdata-username"] == pg["rawdata-username"] == "rawdata"
-    for consumer in ("airflow-credentials", "streamlit-credentials"):
-        assert s[consumer]["cleandata-password"] == pg["cleandata-password"]
+    assert s["airflow-credentials"]["cleandata-password"] == pg["cleandata-password"]
+    assert s["streamlit-credentials"]["db-username"] == pg["reader-username"] == "reader"
+    assert s["streamlit-credentials"]["db-password"] == pg["reader-password"]
+    owners = {pg[f"{db}-username"] for db in DATABASES}
+    owner_passwords = {pg[f"{db}-password"] for db in DATABASES}
+    assert pg["reader-username"] not in owners
+    assert s["streamlit-credentials"]["db-password"] not in owner_passwords
     assert s["minio-credentials"]["mlflow-access-key"] == s["mlflow-credentials"]["s3-access-key"]
     assert s["minio-credentials"]["mlflow-secret-key"] == s["mlflow-credentials"]["s3-secret-key"]
     assert s["airflow-credentials"]["redis-password"] == s["redis-credentials"]["redis-password"]
@@ -102,7 +108,10 @@ def test_shared_credentials_are_identical_in_every_copy() -> None:
 def test_given_values_are_used_verbatim() -> None:
     s = decoded(
         {
-            "postgres": {"databases": {"rawdata": {"username": "raw_app", "password": "raw-pw"}}},
+            "postgres": {
+                "databases": {"rawdata": {"username": "raw_app", "password": "raw-pw"}},
+                "reader": {"username": "ui_reader", "password": "reader-pw"},
+            },
             "minio": {"rootUser": "root-admin", "rootPassword": "root-pw"},
             "fastapi": {"hookToken": "hook-1"},
         }
@@ -113,6 +122,9 @@ def test_given_values_are_used_verbatim() -> None:
     assert s["minio-credentials"]["root-user"] == "root-admin"
     assert s["minio-credentials"]["root-password"] == "root-pw"
     assert s["airflow-credentials"]["hook-token"] == "hook-1"
+    assert s["postgres-credentials"]["reader-username"] == "ui_reader"
+    assert s["streamlit-credentials"]["db-username"] == "ui_reader"
+    assert s["streamlit-credentials"]["db-password"] == "reader-pw"
 
 
 def test_existing_values_are_looked_up_so_upgrades_keep_them() -> None:
@@ -122,7 +134,7 @@ def test_existing_values_are_looked_up_so_upgrades_keep_them() -> None:
     template = (CHARTS_DIR / "secrets" / "templates" / "secrets.yaml").read_text()
     assert 'lookup "v1" "Secret" .root.Release.Namespace .secret' in helpers
     assert "randAlphaNum" not in template, "generate only through secrets.value"
-    assert template.count('include "secrets.value"') >= 12
+    assert template.count('include "secrets.value"') >= 13
 
 
 def test_secrets_are_kept_on_uninstall_by_default() -> None:
@@ -143,6 +155,11 @@ def test_secrets_are_kept_on_uninstall_by_default() -> None:
         ({"airflow": {"fernetKey": "too-short"}}, "/airflow/fernetKey"),
         ({"generatedLength": 8}, "/generatedLength"),
         ({"grafana": {"adminPasword": "typo"}}, "additional properties 'adminPasword' not allowed"),
+        ({"postgres": {"reader": {"username": "ui reader", "password": ""}}}, "/postgres/reader"),
+        (
+            {"postgres": {"reader": {"username": "cleandata", "password": ""}}},
+            "is also the owner of database cleandata",
+        ),
     ],
 )
 def test_schema_rejects_bad_credentials(values: dict, message: str) -> None:

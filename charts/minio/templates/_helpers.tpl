@@ -79,3 +79,11 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The port the server listens on inside its pod: the container port the Service targets, and the
+port the NetworkPolicy admits (a policy matches pod ports, after the Service's translation, so it
+does not follow service.port). Change it here only.
+*/}}
+{{- define "minio.s3ContainerPort" -}}9000{{- end }}
+{{- define "minio.consoleContainerPort" -}}9001{{- end }}

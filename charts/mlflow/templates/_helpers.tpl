@@ -144,3 +144,10 @@ server.allowedHosts. Same list as src/mlops_platform/local/mlflow_server.py buil
 - name: HOME
   value: /tmp
 {{- end }}
+
+{{/*
+The port the server listens on inside its pod: the container port the Service targets, and the
+port the NetworkPolicy admits (a policy matches pod ports, after the Service's translation, so it
+does not follow service.port). Change it here only.
+*/}}
+{{- define "mlflow.containerPort" -}}5000{{- end }}

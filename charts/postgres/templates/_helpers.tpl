@@ -84,3 +84,10 @@ affinity:
 {{- define "postgres.dbEnv" -}}
 {{- printf "DB_%s" (upper .) }}
 {{- end }}
+
+{{/*
+The port the server listens on inside its pod: the container port the Service targets, and the
+port the NetworkPolicy admits (a policy matches pod ports, after the Service's translation, so it
+does not follow service.port). Change it here only.
+*/}}
+{{- define "postgres.containerPort" -}}5432{{- end }}

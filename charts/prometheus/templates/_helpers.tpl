@@ -93,3 +93,10 @@ affinity:
 {{- define "prometheus.usesKubernetesSD" -}}
 {{- if eq .Values.scrape.fastapi.discovery "kubernetes" }}true{{ end }}
 {{- end }}
+
+{{/*
+The port the server listens on inside its pod: the container port the Service targets, and the
+port the NetworkPolicy admits (a policy matches pod ports, after the Service's translation, so it
+does not follow service.port). Change it here only.
+*/}}
+{{- define "prometheus.containerPort" -}}9090{{- end }}
