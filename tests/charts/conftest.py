@@ -27,14 +27,17 @@ TOOLS_BIN = REPO / ".tools" / "bin"
 ENSURE_TOOLS = REPO / "scripts" / "ensure-tools.sh"
 NAMESPACE = "mlops"
 
-# The charts of this harness's first issue, in the deployment guide's order (package 1, package 2).
+# The deployment guide's packages, in its order, plus the simulator and the umbrella chart.
 PACKAGE_1 = ["secrets", "postgres", "redis", "minio"]
 PACKAGE_2 = ["mlflow", "prometheus", "grafana"]
-CHARTS = PACKAGE_1 + PACKAGE_2
-# Every chart in charts/ (later issues add more): the generic checks run on all of them.
+PACKAGE_3 = ["airflow", "fastapi", "streamlit"]
+CHARTS = PACKAGE_1 + PACKAGE_2  # the charts of this harness's first issue
+COMPONENTS = [*PACKAGE_1, *PACKAGE_2, *PACKAGE_3, "datasource"]
+UMBRELLA = "mlops"
+# Every chart in charts/: the generic checks run on all of them.
 ALL_CHARTS = sorted(p.parent.name for p in CHARTS_DIR.glob("*/Chart.yaml"))
 
-# Services and ports of DESIGN.md ("Kubernetes"): release name -> {service: {port name: port}}.
+# Services and ports of DESIGN.md ("Kubernetes"): release name -> {service: [ports]}.
 SERVICES = {
     "postgres": {"postgres": [5432]},
     "redis": {"redis": [6379]},
@@ -42,6 +45,26 @@ SERVICES = {
     "mlflow": {"mlflow": [5000]},
     "prometheus": {"prometheus": [9090]},
     "grafana": {"grafana": [3000]},
+    "airflow": {"airflow-webserver": [8080]},
+    "fastapi": {"fastapi": [8989]},
+    "streamlit": {"streamlit": [8501]},
+    "datasource": {"datasource": [80]},
+}
+
+# Who may connect to whom (DESIGN.md's diagram; charts/README.md, "shared contract"): server chart
+# -> the app.kubernetes.io/name of the client pods its NetworkPolicy admits. `airflow <- airflow`:
+# workers call the api-server's execution API, the api-server reads task logs from the others.
+FLOWS: dict[str, set[str]] = {
+    "postgres": {"airflow", "mlflow", "fastapi", "streamlit"},
+    "redis": {"airflow"},
+    "minio": {"mlflow", "minio"},
+    "mlflow": {"airflow", "fastapi", "streamlit"},
+    "fastapi": {"streamlit", "airflow", "prometheus"},
+    "datasource": {"airflow"},
+    "prometheus": {"grafana"},
+    "airflow": {"airflow"},
+    "grafana": set(),
+    "streamlit": set(),
 }
 
 

@@ -1,6 +1,6 @@
-"""Packages 1 and 2 of the deployment guide rendered together: every Secret name/key a pod reads
-is produced by the secrets chart, and every host a configuration points at is a Service that one
-of the charts renders (or, for package 3, a Service of DESIGN.md's contract)."""
+"""The staged install's charts rendered together (release = chart name, as in the guide): every
+Secret name/key a pod reads is produced by the secrets chart, and every host a configuration
+points at is a Service that one of the charts renders. The umbrella's render: test_umbrella.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 
 from tests.charts.conftest import (
-    PACKAGE_1,
-    PACKAGE_2,
+    CHARTS,
+    COMPONENTS,
+    FLOWS,
     SERVICES,
     all_containers,
     by_kind,
@@ -22,29 +23,12 @@ from tests.charts.conftest import (
     workloads,
 )
 
-# Package 3 is not rendered here; its Services are DESIGN.md's contract.
-PACKAGE_3_SERVICES = {
-    ("fastapi", 8989),
-    ("streamlit", 8501),
-    ("airflow-webserver", 8080),
-    ("datasource", 80),
-}
-# Who may connect to whom (charts/README.md, "Package 3 ... shared contract", from DESIGN.md's
-# diagram): server chart -> the app.kubernetes.io/name of the client pods its NetworkPolicy admits.
-FLOWS = {
-    "postgres": {"airflow", "mlflow", "fastapi", "streamlit"},
-    "redis": {"airflow"},
-    "minio": {"mlflow", "minio"},
-    "mlflow": {"airflow", "fastapi", "streamlit"},
-    "prometheus": {"grafana"},
-    "grafana": set(),
-}
 LOCAL = {"localhost", "127.0.0.1", "0.0.0.0"}
 URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://(?:[^@/\s\"']*@)?([A-Za-z0-9.$()_-]+)(?::(\d+))?")
 
 
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    return {chart: render_chart(chart) for chart in PACKAGE_1 + PACKAGE_2}
+    return {chart: render_chart(chart) for chart in COMPONENTS}
 
 
 def services(objects: dict[str, list[dict[str, Any]]]) -> set[tuple[str, int]]:
@@ -131,7 +115,7 @@ def hosts_in_configs(objects: list[dict[str, Any]]) -> list[tuple[str, str, int 
 
 def test_every_host_is_a_rendered_service() -> None:
     objects = rendered()
-    known = services(objects) | PACKAGE_3_SERVICES
+    known = services(objects)
     names = {name for name, _ in known}
     problems = []
     checked = set()
@@ -173,7 +157,7 @@ def test_scrape_target_is_the_fastapi_service_of_the_contract() -> None:
             }
             host = keep["__meta_kubernetes_service_name"]
             port = keep["__meta_kubernetes_endpointslice_port"]
-        assert (host, int(port)) in PACKAGE_3_SERVICES
+        assert (host, int(port)) in services(rendered())
 
 
 def test_databases_and_bucket_agree_across_charts() -> None:
@@ -217,8 +201,11 @@ def test_every_pod_carries_its_chart_name_for_network_policies() -> None:
 
 
 def test_network_policies_admit_the_contract_flows_on_the_service_ports() -> None:
+    """Packages 1-2, one Service port each; all charts' policies: test_umbrella.py."""
     objects = rendered()
     for server, clients in FLOWS.items():
+        if server not in CHARTS:
+            continue
         policy = one(objects[server], "NetworkPolicy", server)
         service = one(objects[server], "Service", server)
         selector = policy["spec"]["podSelector"]["matchLabels"]

@@ -82,3 +82,9 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* The port the server listens on in the pod: one number for the args, the container port, the
+probes (by name) and the NetworkPolicy (which matches pod ports, after the Service's translation). */}}
+{{- define "datasource.containerPort" -}}
+8000
+{{- end }}

@@ -1,0 +1,246 @@
+"""The umbrella chart charts/mlops: one release with the same objects and Service names as the
+guide's staged install, every host a pod is given is a Service it renders, and its NetworkPolicies
+admit exactly the flows of DESIGN.md's diagram — no more, and none that a component needs less."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.charts.conftest import (
+    CHARTS_DIR,
+    COMPONENTS,
+    FLOWS,
+    SERVICES,
+    UMBRELLA,
+    HelmError,
+    by_kind,
+    ensure_dependencies,
+    helm,
+    pod_labels,
+    pod_spec,
+    render_chart,
+    require_tool,
+    workloads,
+)
+from tests.charts.test_cross_references import LOCAL, hosts_in_configs, hosts_in_workloads
+
+NAME = "app.kubernetes.io/name"
+
+
+def umbrella(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return render_chart(UMBRELLA, values, release="mlops")
+
+
+def identity(obj: dict[str, Any]) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+def test_dependencies_are_every_chart_from_this_folder() -> None:
+    meta = yaml.safe_load((CHARTS_DIR / UMBRELLA / "Chart.yaml").read_text())
+    deps = {d["name"]: d for d in meta["dependencies"]}
+    assert sorted(deps) == sorted(COMPONENTS)
+    assert len(deps) == 11
+    for name, dep in deps.items():
+        chart = yaml.safe_load((CHARTS_DIR / name / "Chart.yaml").read_text())
+        assert dep["repository"] == f"file://../{name}"
+        assert dep["condition"] == f"{name}.enabled"
+        assert dep["version"] == chart["version"], f"{name}: bump the umbrella's dependency"
+    lock = yaml.safe_load((CHARTS_DIR / UMBRELLA / "Chart.lock").read_text())
+    assert {(d["name"], d["version"]) for d in lock["dependencies"]} == {
+        (d["name"], d["version"]) for d in meta["dependencies"]
+    }, "Chart.lock is stale: run helm dependency update charts/mlops"
+
+
+def test_dependency_build_works_offline(tmp_path: Path) -> None:
+    """`helm dependency build` on a copy of charts/, with every proxy pointing at a closed port."""
+    copy = tmp_path / "charts"
+    shutil.copytree(CHARTS_DIR, copy, ignore=shutil.ignore_patterns("*.tgz"))
+    dead = "http://127.0.0.1:9"
+    env = {**os.environ, "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "NO_PROXY": ""}
+    env |= {"HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "cfg")}
+    result = subprocess.run(
+        [require_tool("helm"), "dependency", "build", str(copy / UMBRELLA), "--skip-refresh"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    built = sorted(p.name for p in (copy / UMBRELLA / "charts").glob("*.tgz"))
+    assert built == sorted(f"{name}-0.1.0.tgz" for name in COMPONENTS)
+
+
+def test_same_objects_as_the_staged_install() -> None:
+    staged = {identity(o) for chart in COMPONENTS for o in render_chart(chart)}
+    assert {identity(o) for o in umbrella()} == staged
+
+
+def test_services_have_the_contract_names_and_ports() -> None:
+    rendered = {
+        svc["metadata"]["name"]: sorted(p["port"] for p in svc["spec"]["ports"])
+        for svc in by_kind(umbrella(), "Service")
+        if svc["spec"].get("clusterIP") != "None"  # headless companions (StatefulSet DNS)
+    }
+    expected = {name: ports for chart in SERVICES.values() for name, ports in chart.items()}
+    assert rendered == expected
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_each_component_can_be_switched_off(component: str) -> None:
+    kept = umbrella({component: {"enabled": False}})
+    gone = {identity(o) for o in render_chart(component)}
+    assert gone.isdisjoint({identity(o) for o in kept})
+    assert kept, "the other components are still rendered"
+
+
+def test_subchart_values_flow_through() -> None:
+    objects = umbrella({"fastapi": {"replicaCount": 3}, "airflow": {"executor": "LocalExecutor"}})
+    api = next(o for o in by_kind(objects, "Deployment") if o["metadata"]["name"] == "fastapi")
+    assert api["spec"]["replicas"] == 3
+    assert not [o for o in workloads(objects) if "worker" in o["metadata"]["name"]]
+    with pytest.raises(HelmError, match="colour"):
+        umbrella({"fastapi": {"colour": "blue"}})
+
+
+def test_airflow_migrations_run_after_postgres_in_one_release() -> None:
+    """PostgreSQL is in this release: a pre-install hook would run before it exists."""
+    jobs = [o for o in umbrella() if o["kind"] == "Job" and o["metadata"]["name"] != "minio-bucket"]
+    hooks = {o["metadata"]["annotations"].get("helm.sh/hook", "") for o in jobs}
+    assert hooks
+    assert all("pre-install" not in h for h in hooks), hooks
+
+
+def test_every_host_in_a_pod_or_config_is_a_rendered_service() -> None:
+    objects = umbrella()
+    known = {
+        (svc["metadata"]["name"], port["port"])
+        for svc in by_kind(objects, "Service")
+        for port in svc["spec"]["ports"]
+    }
+    names = {name for name, _ in known}
+    problems, checked = [], set()
+    for scheme, host, port, where in hosts_in_workloads(objects) + hosts_in_configs(objects):
+        if scheme == "s3" or host in LOCAL:
+            continue
+        if "." in host and host.split(".")[0] not in names:
+            continue  # documentation links in comments
+        service = host.split(".")[0]
+        checked.add(service)
+        if service not in names:
+            problems.append(f"{where}: {host} is no Service")
+        elif port is not None and (service, port) not in known:
+            problems.append(f"{where}: {host}:{port} is no Service port")
+    assert not problems, "\n".join(problems)
+    assert {"postgres", "redis", "minio", "mlflow", "fastapi", "datasource"} <= checked
+
+
+def policies(objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[int]]]:
+    """server name -> (client names admitted, ports), from the rendered NetworkPolicies."""
+    found = {}
+    for policy in by_kind(objects, "NetworkPolicy"):
+        spec = policy["spec"]
+        server = spec["podSelector"]["matchLabels"][NAME]
+        assert spec["policyTypes"] == ["Ingress"]
+        clients: set[str] = set()
+        ports: set[int] = set()
+        for rule in spec.get("ingress", []):
+            for peer in rule.get("from", []):
+                assert set(peer) == {"podSelector"}, "in-cluster peers are pods of this namespace"
+                clients.add(peer["podSelector"]["matchLabels"][NAME])
+            ports |= {p["port"] for p in rule.get("ports", [])}
+        assert server not in found, f"two policies select {server}"
+        found[server] = (clients, ports)
+    return found
+
+
+def container_ports(objects: list[dict[str, Any]], name: str) -> set[int]:
+    return {
+        port["containerPort"]
+        for workload in workloads(objects)
+        if pod_labels(workload).get(NAME) == name
+        for container in pod_spec(workload)["containers"]
+        for port in container.get("ports", [])
+    }
+
+
+def test_network_policies_admit_exactly_the_designed_flows() -> None:
+    objects = umbrella()
+    found = policies(objects)
+    assert {server: clients for server, (clients, _) in found.items()} == FLOWS
+    for server, (clients, ports) in found.items():
+        assert bool(ports) == bool(clients), f"{server}: admit clients on named ports only"
+        assert ports <= container_ports(objects, server), f"{server}: {ports} are not its ports"
+    pods = {pod_labels(w).get(NAME) for w in workloads(objects)}
+    assert set(FLOWS) | {c for clients in FLOWS.values() for c in clients} <= pods
+
+
+def configs(objects: list[dict[str, Any]], app: str) -> list[str]:
+    return [
+        text
+        for cm in by_kind(objects, "ConfigMap")
+        if cm["metadata"]["labels"][NAME] == app
+        for text in cm.get("data", {}).values()
+    ]
+
+
+def test_every_connection_a_component_makes_is_admitted() -> None:
+    """The flows derived from the pods' own configuration (hosts in env, args, ConfigMaps) are
+    all allowed by the server's policy — a policy that blocks the platform fails here."""
+    objects = umbrella()
+    found = policies(objects)
+    service_app = {
+        svc["metadata"]["name"]: svc["spec"]["selector"][NAME]
+        for svc in by_kind(objects, "Service")
+    }
+    needed = set()
+    for workload in workloads(objects):
+        client = pod_labels(workload)[NAME]
+        for scheme, host, _, _ in hosts_in_workloads([workload]):
+            server = service_app.get(host.split(".")[0])
+            if scheme != "s3" and server and server != client:
+                needed.add((client, server))
+    for cm in by_kind(objects, "ConfigMap"):
+        client = cm["metadata"]["labels"][NAME]
+        for _, host, _, _ in hosts_in_configs([cm]):
+            server = service_app.get(host.split(".")[0])
+            if server and server != client:
+                needed.add((client, server))
+    if any("job_name: fastapi" in text for text in configs(objects, "prometheus")):
+        needed.add(("prometheus", "fastapi"))  # found by Kubernetes discovery, not by a URL
+    assert {("airflow", "postgres"), ("grafana", "prometheus"), ("prometheus", "fastapi")} <= needed
+    blocked = [f"{c} -> {s}" for c, s in sorted(needed) if c not in found[s][0]]
+    assert not blocked, f"NetworkPolicies block: {blocked}"
+
+
+def test_network_policies_can_be_switched_off_per_component() -> None:
+    off = {name: {"networkPolicy": {"enabled": False}} for name in FLOWS}
+    assert not by_kind(umbrella(off), "NetworkPolicy")
+
+
+def test_every_pod_label_names_its_chart() -> None:
+    """Policies select clients by app.kubernetes.io/name: every pod must carry its chart's."""
+    for chart in COMPONENTS:
+        for workload in workloads(render_chart(chart)):
+            assert pod_labels(workload).get(NAME) == chart, workload["metadata"]["name"]
+
+
+def notes(*args: str) -> str:
+    ensure_dependencies(UMBRELLA)
+    out = helm(
+        "install", "mlops", str(CHARTS_DIR / UMBRELLA), "-n", "mlops", "--dry-run=client", *args
+    )
+    return out.split("NOTES:", 1)[1]
+
+
+def test_notes_list_the_port_forwards_of_enabled_components() -> None:
+    text = notes()
+    for service, port in [("airflow-webserver", 8080), ("mlflow", 5000), ("streamlit", 8501)]:
+        assert f"kubectl port-forward svc/{service} {port}:{port} -n mlops" in text
+    assert "svc/grafana" not in notes("--set", "grafana.enabled=false")
