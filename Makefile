@@ -60,3 +60,129 @@ bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
 
 clean: ## Remove the virtualenv and caches (not the .mlops state folder)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## Kubernetes (docs/deployment.md) ###############################################################
+# The deployment guide's commands, from the repository root, against kubectl's current context:
+#   make k8s-images k8s-install    build the images into minikube, install the three packages
+#   make port-forward              every UI on localhost (Ctrl-C stops them all)
+#   make k8s-upgrade               helm upgrade every release, in the same order
+#   make k8s-reset [CONFIRM=yes]   delete every release, volume and the namespace (asks first)
+# tests/charts/test_deployment_guide.py checks that these recipes run exactly the commands of the
+# guide's blocks marked `<!-- make TARGET -->`: change both together.
+NAMESPACE ?= mlops
+# How long `kubectl rollout status` waits for each workload (a first install pulls images).
+K8S_TIMEOUT ?= 10m
+# helm and kubectl from PATH, else the copies scripts/ensure-tools.sh puts in .tools/bin.
+HELM ?= $(if $(shell command -v helm 2>/dev/null),helm,.tools/bin/helm)
+KUBECTL ?= $(if $(shell command -v kubectl 2>/dev/null),kubectl,.tools/bin/kubectl)
+MINIKUBE ?= minikube
+
+# The guide's checks after each package: every workload rolled out, then the pods at a glance.
+define k8s_wait_package_1
+	@echo "==> Waiting for package 1 (up to $(K8S_TIMEOUT) per workload)"
+	$(KUBECTL) rollout status statefulset/postgres -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/redis -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/minio -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) get pods -n $(NAMESPACE)
+endef
+define k8s_wait_package_2
+	@echo "==> Waiting for package 2 (up to $(K8S_TIMEOUT) per workload)"
+	$(KUBECTL) rollout status deployment/mlflow -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/prometheus -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/grafana -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) get pods -n $(NAMESPACE)
+endef
+# fastapi is not waited for: it is Ready only once a production model exists (GET /readyz).
+define k8s_wait_package_3
+	@echo "==> Waiting for package 3 (up to $(K8S_TIMEOUT) per workload; fastapi gets Ready with the first model)"
+	$(KUBECTL) rollout status deployment/airflow-api-server -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/airflow-scheduler -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/airflow-dag-processor -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/airflow-triggerer -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/airflow-worker -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/streamlit -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/datasource -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) get pods -n $(NAMESPACE)
+endef
+
+.PHONY: k8s-images k8s-install k8s-upgrade k8s-reset port-forward
+
+k8s-images: ## Build the app, airflow and mlflow images inside minikube (guide, step 2)
+	@echo "==> Building the three images inside minikube's container runtime"
+	$(MINIKUBE) image build -t mlops/app:0.1.0 -f docker/app.Dockerfile .
+	$(MINIKUBE) image build -t mlops/airflow:3.3.2 -f docker/airflow.Dockerfile .
+	$(MINIKUBE) image build -t mlops/mlflow:3.17.2 -f docker/mlflow.Dockerfile .
+
+k8s-install: ## Install every chart in the guide's three packages, waiting after each (step 3)
+	@echo "==> Namespace $(NAMESPACE) (created when missing)"
+	@$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
+	@echo "==> Package 1, base: secrets postgres redis minio"
+	$(HELM) install secrets ./charts/secrets -n $(NAMESPACE)
+	$(HELM) install postgres ./charts/postgres -n $(NAMESPACE)
+	$(HELM) install redis ./charts/redis -n $(NAMESPACE)
+	$(HELM) install minio ./charts/minio -n $(NAMESPACE)
+	$(k8s_wait_package_1)
+	@echo "==> Package 2, MLOps core: mlflow prometheus grafana"
+	$(HELM) install mlflow ./charts/mlflow -n $(NAMESPACE)
+	$(HELM) install prometheus ./charts/prometheus -n $(NAMESPACE)
+	$(HELM) install grafana ./charts/grafana -n $(NAMESPACE)
+	$(k8s_wait_package_2)
+	@echo "==> Package 3, orchestration and UI: airflow fastapi streamlit datasource"
+	$(HELM) install airflow ./charts/airflow -n $(NAMESPACE)
+	$(HELM) install fastapi ./charts/fastapi -n $(NAMESPACE)
+	$(HELM) install streamlit ./charts/streamlit -n $(NAMESPACE)
+	$(HELM) install datasource ./charts/datasource -n $(NAMESPACE)
+	$(k8s_wait_package_3)
+	@echo "==> Installed. Next: make port-forward (URLs and passwords: docs/deployment.md, step 5)"
+
+k8s-upgrade: ## helm upgrade every release with the charts of this checkout, in install order
+	@echo "==> Upgrading package 1: secrets postgres redis minio (generated passwords are kept)"
+	$(HELM) upgrade secrets ./charts/secrets -n $(NAMESPACE)
+	$(HELM) upgrade postgres ./charts/postgres -n $(NAMESPACE)
+	$(HELM) upgrade redis ./charts/redis -n $(NAMESPACE)
+	$(HELM) upgrade minio ./charts/minio -n $(NAMESPACE)
+	$(k8s_wait_package_1)
+	@echo "==> Upgrading package 2: mlflow prometheus grafana"
+	$(HELM) upgrade mlflow ./charts/mlflow -n $(NAMESPACE)
+	$(HELM) upgrade prometheus ./charts/prometheus -n $(NAMESPACE)
+	$(HELM) upgrade grafana ./charts/grafana -n $(NAMESPACE)
+	$(k8s_wait_package_2)
+	@echo "==> Upgrading package 3: airflow fastapi streamlit datasource"
+	$(HELM) upgrade airflow ./charts/airflow -n $(NAMESPACE)
+	$(HELM) upgrade fastapi ./charts/fastapi -n $(NAMESPACE)
+	$(HELM) upgrade streamlit ./charts/streamlit -n $(NAMESPACE)
+	$(HELM) upgrade datasource ./charts/datasource -n $(NAMESPACE)
+	$(k8s_wait_package_3)
+
+k8s-reset: ## Delete every release, every volume (all data) and the namespace, then recreate it empty
+ifneq ($(CONFIRM),yes)
+	@read -r -p "Delete every release, volume (all data) and namespace $(NAMESPACE)? [y/N] " answer; \
+	  case "$$answer" in [yY]|[yY][eE][sS]) ;; *) echo "Aborted: nothing deleted."; exit 1;; esac
+endif
+	@echo "==> Uninstalling every release in $(NAMESPACE) (the staged ones and the umbrella 'mlops')"
+	$(HELM) uninstall airflow fastapi streamlit datasource mlflow prometheus grafana minio redis postgres secrets mlops -n $(NAMESPACE) --ignore-not-found
+	$(KUBECTL) get all -n $(NAMESPACE)
+	@echo "==> Deleting the volumes, then the namespace (with the kept Secrets), and recreating it"
+	$(KUBECTL) delete pvc --all -n $(NAMESPACE)
+	$(KUBECTL) delete namespace $(NAMESPACE) --ignore-not-found
+	$(KUBECTL) create namespace $(NAMESPACE)
+	@echo "==> Namespace $(NAMESPACE) is empty. Next: make k8s-install"
+
+port-forward: ## Every UI and API on localhost, in the background; Ctrl-C stops them all
+	@echo "==> Port-forwards to namespace $(NAMESPACE) (Ctrl-C stops them all)"
+	@trap 'kill $$(jobs -p) 2>/dev/null; exit 0' INT TERM HUP; \
+	$(KUBECTL) port-forward svc/airflow-webserver 8080:8080 -n $(NAMESPACE) & \
+	$(KUBECTL) port-forward svc/mlflow 5000:5000 -n $(NAMESPACE) & \
+	$(KUBECTL) port-forward svc/minio 9001:9001 -n $(NAMESPACE) & \
+	$(KUBECTL) port-forward svc/fastapi 8989:8989 -n $(NAMESPACE) & \
+	$(KUBECTL) port-forward svc/streamlit 8501:8501 -n $(NAMESPACE) & \
+	$(KUBECTL) port-forward svc/grafana 3000:3000 -n $(NAMESPACE) & \
+	$(KUBECTL) port-forward svc/prometheus 9090:9090 -n $(NAMESPACE) & \
+	echo "  Airflow     http://localhost:8080   (user admin; password: docs/deployment.md, step 5)"; \
+	echo "  MLflow      http://localhost:5000"; \
+	echo "  S3 console  http://localhost:9001   (root account of minio-credentials)"; \
+	echo "  API         http://localhost:8989/docs"; \
+	echo "  Streamlit   http://localhost:8501"; \
+	echo "  Grafana     http://localhost:3000   (grafana-credentials)"; \
+	echo "  Prometheus  http://localhost:9090"; \
+	wait
