@@ -195,8 +195,9 @@ def test_network_policy_admits_airflow_on_8000() -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     [rule] = policy["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "airflow"}}}]
-    named = {p["name"]: p["containerPort"] for p in container()["ports"]}
-    assert [named[p["port"]] for p in rule["ports"]] == [8000]
+    # A policy matches the pod's port (after the Service's translation): the container port.
+    assert [p["port"] for p in rule["ports"]] == [8000]
+    assert [p["containerPort"] for p in container()["ports"]] == [8000]
 
 
 def test_network_policy_extra_peers_empty_and_disabled() -> None:

@@ -249,9 +249,8 @@ def test_scrape_annotations_match_the_metrics_endpoint_and_the_prometheus_chart(
 
 
 def _ports(policy: dict[str, Any]) -> list[int]:
-    named = {p["name"]: p["containerPort"] for p in container()["ports"]}
     rules = policy["spec"]["ingress"]
-    return [named.get(p["port"], p["port"]) for rule in rules for p in rule["ports"]]
+    return [p["port"] for rule in rules for p in rule["ports"]]
 
 
 def test_network_policy_admits_streamlit_airflow_prometheus_on_8989() -> None:

@@ -244,8 +244,9 @@ def test_network_policy_extra_peers_on_8501_and_disabled() -> None:
         {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}},
         controller,
     ]
-    named = {p["name"]: p["containerPort"] for p in container()["ports"]}
-    assert [named[p["port"]] for p in rule["ports"]] == [8501]
+    # A policy matches the pod's port (after the Service's translation): the container port.
+    assert [p["port"] for p in rule["ports"]] == [8501]
+    assert [p["containerPort"] for p in container()["ports"]] == [8501]
     assert by_kind(objects({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
 
 
