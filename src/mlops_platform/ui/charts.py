@@ -1,0 +1,192 @@
+"""Altair charts of the UI: each takes a DataFrame (or dict) and returns a chart, nothing else."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+ROW_COLORS = alt.Scale(domain=["cleaned", "rejected"], range=["#2e7d32", "#c62828"])
+OUTCOME_COLORS = alt.Scale(
+    domain=["promoted", "rejected", "skipped"], range=["#2e7d32", "#c62828", "#9e9e9e"]
+)
+
+
+def metrics_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """Long frame (version, metric, value, outcome) of the trained candidates' test metrics."""
+    trained = history[history["candidate_version"].notna()]
+    rows = []
+    for _, row in trained.iterrows():
+        metrics = row["candidate_metrics"] or {}
+        for metric in ("mae", "r2"):
+            if metric in metrics and metrics[metric] is not None:
+                rows.append(
+                    {
+                        "version": int(row["candidate_version"]),
+                        "metric": metric.upper() if metric == "mae" else "R²",
+                        "value": float(metrics[metric]),
+                        "outcome": row["outcome"],
+                        "data": row["data_version"],
+                    }
+                )
+    return pd.DataFrame(rows, columns=["version", "metric", "value", "outcome", "data"])
+
+
+def metrics_over_versions(history: pd.DataFrame) -> alt.Chart:
+    """MAE and R² of each candidate on its test rows, promotions in green."""
+    frame = metrics_frame(history)
+    base = alt.Chart(frame).encode(
+        x=alt.X("version:O", title="model version"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+    )
+    line = base.mark_line(color="#90a4ae")
+    points = base.mark_point(filled=True, size=90).encode(
+        color=alt.Color("outcome:N", scale=OUTCOME_COLORS, title="decision"),
+        tooltip=["version", "data", "metric", alt.Tooltip("value:Q", format=",.3f"), "outcome"],
+    )
+    return (
+        alt.layer(line, points, data=frame)
+        .facet(row=alt.Row("metric:N", title=None))
+        .resolve_scale(y="independent")
+    )
+
+
+def importance_bars(importance: pd.DataFrame, title: str) -> alt.Chart:
+    """Horizontal bars of mean |SHAP| per field."""
+    return (
+        alt.Chart(importance, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X("importance:Q", title="mean |SHAP| (log price)"),
+            y=alt.Y("feature:N", sort="-x", title=None),
+            tooltip=["feature", alt.Tooltip("importance:Q", format=".4f")],
+        )
+    )
+
+
+def importance_comparison(current: pd.DataFrame, previous: pd.DataFrame, labels: tuple[str, str]):
+    """Both versions' importance per field side by side (grouped bars)."""
+    frame = pd.concat(
+        [current.assign(version=labels[0]), previous.assign(version=labels[1])], ignore_index=True
+    )
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y("feature:N", sort=list(current["feature"]), title=None),
+            yOffset="version:N",
+            x=alt.X("importance:Q", title="mean |SHAP| (log price)"),
+            color=alt.Color("version:N", title=None),
+            tooltip=["version", "feature", alt.Tooltip("importance:Q", format=".4f")],
+        )
+    )
+
+
+def waterfall_frame(explanation: dict[str, Any]) -> pd.DataFrame:
+    """Steps from the base value to the prediction, biggest contributions first, in dollars
+    at each step (contributions add up in log(price); the axis shows what they mean in $)."""
+    steps = sorted(explanation["contributions"].items(), key=lambda item: -abs(item[1]))
+    level = explanation["base_value"]
+    rows = []
+    for feature, value in steps:
+        start, level = level, level + value
+        rows.append(
+            {
+                "feature": feature,
+                "start": math.exp(start),
+                "end": math.exp(level),
+                "shap": value,
+                "effect": "raises" if value >= 0 else "lowers",
+            }
+        )
+    return pd.DataFrame(rows, columns=["feature", "start", "end", "shap", "effect"])
+
+
+def waterfall(explanation: dict[str, Any]) -> alt.Chart:
+    """SHAP waterfall of one prediction: from the average price to this listing's."""
+    frame = waterfall_frame(explanation)
+    order = list(frame["feature"])
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y("feature:N", sort=order, title=None),
+            x=alt.X("start:Q", title="price (US$)", scale=alt.Scale(zero=False)),
+            x2="end:Q",
+            color=alt.Color(
+                "effect:N",
+                scale=alt.Scale(domain=["raises", "lowers"], range=["#c62828", "#1565c0"]),
+                title=None,
+            ),
+            tooltip=[
+                "feature",
+                alt.Tooltip("shap:Q", format="+.4f", title="SHAP (log price)"),
+                alt.Tooltip("start:Q", format="$,.0f"),
+                alt.Tooltip("end:Q", format="$,.0f"),
+            ],
+        )
+    )
+
+
+def batch_rows(summary: pd.DataFrame) -> alt.Chart:
+    """Rows cleaned and rejected per batch."""
+    frame = summary.melt(
+        id_vars=["batch_id"], value_vars=["cleaned", "rejected"], var_name="kind", value_name="rows"
+    ).dropna()
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("batch_id:O", title="batch"),
+            y=alt.Y("rows:Q", stack=True),
+            color=alt.Color(
+                "kind:N",
+                scale=alt.Scale(domain=["cleaned", "rejected"], range=["#2e7d32", "#c62828"]),
+            ),
+            tooltip=["batch_id", "kind", "rows"],
+        )
+    )
+
+
+def drift_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """PSI per feature at each decision (the newest batch against the production model's data)."""
+    rows = [
+        {"batch": int(row["max_batch_id"]), "feature": feature, "psi": float(stats.get("psi", 0.0))}
+        for _, row in history.iterrows()
+        for feature, stats in (row["drift"] or {}).items()
+    ]
+    return pd.DataFrame(rows, columns=["batch", "feature", "psi"])
+
+
+def drift_heatmap(history: pd.DataFrame, threshold: float) -> alt.Chart:
+    frame = drift_frame(history)
+    return (
+        alt.Chart(frame)
+        .mark_rect()
+        .encode(
+            x=alt.X("batch:O", title="newest batch at the decision"),
+            y=alt.Y("feature:N", title=None),
+            color=alt.Color(
+                "psi:Q", scale=alt.Scale(scheme="orangered", domainMid=threshold), title="PSI"
+            ),
+            tooltip=["batch", "feature", alt.Tooltip("psi:Q", format=".3f")],
+        )
+    )
+
+
+def traffic(inferences: pd.DataFrame) -> alt.Chart:
+    """Predictions per minute by model version."""
+    frame = inferences.assign(minute=inferences["logged_at"].dt.floor("min"))
+    counts = frame.groupby(["minute", "model_version"]).size().reset_index(name="predictions")
+    return (
+        alt.Chart(counts)
+        .mark_bar()
+        .encode(
+            x=alt.X("minute:T", title=None),
+            y=alt.Y("predictions:Q"),
+            color=alt.Color("model_version:N", title="version"),
+            tooltip=["minute:T", "model_version", "predictions"],
+        )
+    )
