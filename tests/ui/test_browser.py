@@ -181,7 +181,11 @@ def test_page_renders(
 def test_predict_form_prices_a_listing(page: Page, ui_url: str, platform: Platform) -> None:
     entered = {"bed": 4, "city": "Miami", "state": "Florida"}
     page.goto(ui_url + "/")
-    wait_rendered(page, "Predict a house price", 0)
+    wait_rendered(page, "Predict a house price", 1)  # the example listing is priced on open
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Predicted price")
+    shown = metric.locator('[data-testid="stMetricValue"]')
+    before = shown.inner_text().strip()
+    assert before.startswith("$"), before
     form = page.locator('[data-testid="stForm"]')
     bedrooms = form.get_by_label("Bedrooms", exact=True)
     bedrooms.fill(str(entered["bed"]))
@@ -193,12 +197,11 @@ def test_predict_form_prices_a_listing(page: Page, ui_url: str, platform: Platfo
     page.get_by_role("option", name=entered["state"], exact=True).click()
     form.get_by_role("button", name="Predict price").click()
 
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Predicted price")
-    expect(metric).to_be_visible(timeout=WAIT_S * 1000)
+    expect(shown).not_to_have_text(before, timeout=WAIT_S * 1000)  # the new listing's price
     wait_rendered(page, "Predict a house price", 1)  # the SHAP waterfall
     assert_no_exception(page)
     expect(page.get_by_text("Why this price")).to_be_visible()
-    value = metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+    value = shown.inner_text().strip()
     assert re.fullmatch(r"\$\d{1,3}(,\d{3})*", value), value
     assert int(value[1:].replace(",", "")) > 1000, value
     # The form keeps what was entered, and the price is the API's for exactly that listing.

@@ -177,6 +177,8 @@ def test_data_page_shows_batches_rejections_drift_and_traffic(platform_env: Plat
     logged = count(settings.raw_url, inference_logs)
     assert logged >= 5
     assert metric(at, "Predictions (latest)") == f"{logged:,}"
+    assert all("nan" not in m.value.lower() for m in at.metric), [m.value for m in at.metric]
+    assert float(metric(at, "Median price").strip("$").replace(",", "")) > 1000
     headers = [h.value for h in at.subheader]
     assert headers == [
         "Batches",

@@ -34,23 +34,29 @@ def metrics_frame(history: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["version", "metric", "value", "outcome", "data"])
 
 
-def metrics_over_versions(history: pd.DataFrame) -> alt.Chart:
-    """MAE and R² of each candidate on its test rows, promotions in green."""
+def metric_over_versions(history: pd.DataFrame, metric: str) -> alt.Chart:
+    """One test metric (``MAE`` or ``R²``) of each candidate over versions, coloured by decision."""
     frame = metrics_frame(history)
-    base = alt.Chart(frame).encode(
-        x=alt.X("version:O", title="model version"),
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+    frame = frame[frame["metric"] == metric]
+    present = [o for o in OUTCOME_COLORS.domain if o in set(frame["outcome"])]
+    colours = [OUTCOME_COLORS.range[OUTCOME_COLORS.domain.index(o)] for o in present]
+    base = alt.Chart(frame, title=metric).encode(
+        x=alt.X("version:O", title="model version", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(
+            "value:Q",
+            title=metric,
+            scale=alt.Scale(zero=False),
+            axis=alt.Axis(format="$,.0f" if metric == "MAE" else ".2f"),
+        ),
     )
     line = base.mark_line(color="#90a4ae")
-    points = base.mark_point(filled=True, size=90).encode(
-        color=alt.Color("outcome:N", scale=OUTCOME_COLORS, title="decision"),
-        tooltip=["version", "data", "metric", alt.Tooltip("value:Q", format=",.3f"), "outcome"],
+    points = base.mark_point(filled=True, size=110).encode(
+        color=alt.Color(
+            "outcome:N", scale=alt.Scale(domain=present, range=colours), title="decision"
+        ),
+        tooltip=["version", "data", alt.Tooltip("value:Q", format=",.3f"), "outcome"],
     )
-    return (
-        alt.layer(line, points, data=frame)
-        .facet(row=alt.Row("metric:N", title=None))
-        .resolve_scale(y="independent")
-    )
+    return alt.layer(line, points).properties(height=260)
 
 
 def importance_bars(importance: pd.DataFrame, title: str) -> alt.Chart:
@@ -139,7 +145,7 @@ def batch_rows(summary: pd.DataFrame) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("batch_id:O", title="batch"),
+            x=alt.X("batch_id:O", title="batch", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("rows:Q", stack=True),
             color=alt.Color(
                 "kind:N",
@@ -166,27 +172,32 @@ def drift_heatmap(history: pd.DataFrame, threshold: float) -> alt.Chart:
         alt.Chart(frame)
         .mark_rect()
         .encode(
-            x=alt.X("batch:O", title="newest batch at the decision"),
+            x=alt.X("batch:O", title="newest batch at the decision", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("feature:N", title=None),
             color=alt.Color(
                 "psi:Q", scale=alt.Scale(scheme="orangered", domainMid=threshold), title="PSI"
             ),
             tooltip=["batch", "feature", alt.Tooltip("psi:Q", format=".3f")],
         )
+        .properties(height=alt.Step(28))
     )
 
 
 def traffic(inferences: pd.DataFrame) -> alt.Chart:
-    """Predictions per minute by model version."""
+    """Predictions per minute by model version (times in UTC, 24-hour clock)."""
     frame = inferences.assign(minute=inferences["logged_at"].dt.floor("min"))
     counts = frame.groupby(["minute", "model_version"]).size().reset_index(name="predictions")
     return (
         alt.Chart(counts)
-        .mark_bar()
+        .mark_bar(width={"band": 0.8})
         .encode(
-            x=alt.X("minute:T", title=None),
-            y=alt.Y("predictions:Q"),
+            x=alt.X("utchoursminutes(minute):O", title="minute (UTC)", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("predictions:Q", axis=alt.Axis(tickMinStep=1)),
             color=alt.Color("model_version:N", title="version"),
-            tooltip=["minute:T", "model_version", "predictions"],
+            tooltip=[
+                alt.Tooltip("minute:T", format="%Y-%m-%d %H:%M"),
+                "model_version",
+                "predictions",
+            ],
         )
     )

@@ -20,6 +20,7 @@ class Field:
     help: str
     options: tuple[str, ...] = ()
     required: bool = False
+    format: str | None = None  # number_input display format
 
 
 FIELDS: tuple[Field, ...] = (
@@ -29,8 +30,10 @@ FIELDS: tuple[Field, ...] = (
     Field("zip_code", "ZIP code", "text", "Five digits.", required=True),
     Field("bed", "Bedrooms", "int", "Whole number, 0-20; empty if unknown."),
     Field("bath", "Bathrooms", "int", "Whole number, 0-20; empty if unknown."),
-    Field("house_size", "House size (sq ft)", "float", "Living area; empty if unknown."),
-    Field("acre_lot", "Lot (acres)", "float", "Land area; empty if unknown."),
+    Field(
+        "house_size", "House size (sq ft)", "float", "Living area; empty if unknown.", format="%.0f"
+    ),
+    Field("acre_lot", "Lot (acres)", "float", "Land area; empty if unknown.", format="%.2f"),
     Field("prev_sold_date", "Previously sold on", "date", "Empty if never sold."),
     Field("street", "Street id", "text", "Encoded street id (optional)."),
     Field("brokered_by", "Broker id", "text", "Encoded broker id (optional)."),

@@ -26,4 +26,6 @@ def streamlit_command(settings: Settings) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",  # no "Deploy" button: this app is deployed by the platform
     ]

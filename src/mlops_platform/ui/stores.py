@@ -139,5 +139,8 @@ def recent_inferences(raw: Engine, limit: int = 5000) -> pd.DataFrame:
         [dict(r) for r in rows], columns=["logged_at", "model_version", "latency_ms", "output"]
     )
     frame["logged_at"] = utc(frame["logged_at"])
-    frame["prediction"] = pd.to_numeric(frame.pop("output"), errors="coerce")  # a JSON number
+    prices = frame.pop("output").map(
+        lambda out: out.get("price") if isinstance(out, dict) else None
+    )
+    frame["prediction"] = pd.to_numeric(prices, errors="coerce")  # output is {"price": ...}
     return frame.iloc[::-1].reset_index(drop=True)

@@ -49,7 +49,7 @@ if rejections.empty:
     st.write("No row was rejected.")
 else:
     totals = rejections.groupby("rule", as_index=False)["rows"].sum()
-    st.dataframe(totals.sort_values("rows", ascending=False), hide_index=True)
+    st.dataframe(totals.sort_values("rows", ascending=False), hide_index=True, height="content")
     with st.expander("Per batch"):
         st.dataframe(rejections, hide_index=True)
 

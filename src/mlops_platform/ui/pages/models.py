@@ -40,15 +40,15 @@ table = pd.DataFrame(
         "up to batch": history["max_batch_id"],
         "new rows": history["new_rows"],
         "trained": history["retrain"].map({True: "trained", False: "skipped"}),
-        "candidate": history["candidate_version"],
-        "family": history["candidate_family"],
+        "candidate": history["candidate_version"].fillna("—"),
+        "family": history["candidate_family"].fillna("—"),
         "outcome": history["outcome"],
         "reason": history["reason"],
         "candidate MAE": history["candidate_metrics"].map(lambda m: metric(m, "mae")),
         "production MAE": history["production_metrics"].map(lambda m: metric(m, "mae")),
         "candidate R²": history["candidate_metrics"].map(lambda m: metric(m, "r2")),
         "production R²": history["production_metrics"].map(lambda m: metric(m, "r2")),
-        "against": history["production_version"],
+        "against": history["production_version"].fillna("—"),
     }
 ).iloc[::-1]
 
@@ -69,11 +69,13 @@ st.dataframe(
 st.subheader("Candidates' test metrics over versions")
 st.caption("Each trained candidate on the newest test rows; green ones were promoted.")
 if trained.any():
-    st.altair_chart(charts.metrics_over_versions(history), width="stretch")
+    left, right = st.columns(2)
+    left.altair_chart(charts.metric_over_versions(history, "MAE"), width="stretch")
+    right.altair_chart(charts.metric_over_versions(history, "R²"), width="stretch")
 else:
     st.info("No model trained yet: every decision so far was a skip.")
 
-with st.expander("Why did the pipeline retrain (or not)?"):
+with st.expander("Why each decision trained or skipped", expanded=True):
     for _, row in history.iloc[::-1].iterrows():
         reasons = "; ".join(row["decision_reasons"] or [])
         st.markdown(f"**{row['data_version']}** ({row['outcome']}): {reasons}")

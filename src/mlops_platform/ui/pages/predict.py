@@ -16,6 +16,7 @@ st.write(
 )
 
 values = st.session_state.setdefault("predict_values", form.defaults())
+st.session_state.setdefault("predict_record", form.to_record(values))  # priced as it opens
 errors: dict[str, str] = st.session_state.get("predict_errors", {})
 
 with st.form("listing"):
@@ -49,6 +50,7 @@ with st.form("listing"):
                 entered[field.name] = st.number_input(
                     label,
                     min_value=0.0,
+                    format=field.format,
                     value=None if current is None else float(current),
                     help=field.help,
                     key=key,
