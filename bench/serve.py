@@ -150,7 +150,7 @@ def main() -> None:
         ours = Service("api", root)
         theirs = Service("scorer", root)
         try:
-            platform.up(settings)
+            platform.up(settings, services=platform.CORE)
             with contextlib.redirect_stdout(sys.stderr):  # MLflow prints run links
                 train_production(settings)
             env = {**os.environ, **settings.to_env()}

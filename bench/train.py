@@ -76,7 +76,7 @@ def main() -> None:
         base = platform.on_free_ports(load_settings(state_dir=Path(folder)))
         pg = base.pg_port
         try:
-            platform.up(base)
+            platform.up(base, services=platform.CORE)
             postgres = platform.local_postgres(base)
             for size in sizes:
                 settings = base.replace(

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlops_platform.local import commands as local_commands
 from mlops_platform.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="MLOps platform for house-price prediction.", no_args_is_help=True)
@@ -152,18 +153,6 @@ def pipeline_run_model(
     _print_model_run(row)
 
 
-def _print_endpoints(settings: Settings) -> None:
-    from mlops_platform.local.platform import status
-
-    table = Table(title="Local platform")
-    for column in ("service", "state", "url", "pid"):
-        table.add_column(column)
-    for endpoint in status(settings):
-        state = "[green]up[/green]" if endpoint.pid else "[red]down[/red]"
-        table.add_row(endpoint.name, state, endpoint.url, str(endpoint.pid or ""))
-    console.print(table)
-
-
 mlflow_app = typer.Typer(help="The MLflow tracking server.", no_args_is_help=True)
 app.add_typer(mlflow_app, name="mlflow")
 serve_app = typer.Typer(help="Serve the platform's applications.", no_args_is_help=True)
@@ -223,37 +212,7 @@ def mlflow_upgrade() -> None:
     console.print("[green]MLflow database is up to date.[/green]")
 
 
-@app.command()
-def up(
-    no_pipeline: Annotated[
-        bool, typer.Option("--no-pipeline", help="Only start services.")
-    ] = False,
-) -> None:
-    """Start the local platform (PostgreSQL, S3, MLflow, data source); collect one batch."""
-    from mlops_platform.local import platform
-
-    _logging(False)
-    settings = _settings()
-    with console.status("starting...") as spinner:
-        platform.up(settings, progress=lambda name: spinner.update(f"starting {name}..."))
-    _print_endpoints(settings)
-    if not no_pipeline:
-        pipeline_run_data(verbose=False)
-
-
-@app.command()
-def status() -> None:
-    """Show the local platform's services."""
-    _print_endpoints(_settings())
-
-
-@app.command()
-def down() -> None:
-    """Stop the local platform's services, keeping their data."""
-    from mlops_platform.local import platform
-
-    platform.down(_settings())
-    console.print("Stopped. Data is kept in the state folder.")
+local_commands.register(app, _settings)
 
 
 if __name__ == "__main__":

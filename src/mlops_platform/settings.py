@@ -28,11 +28,11 @@ class Settings(BaseSettings):
 
     # --- stores -------------------------------------------------------------------------------
     raw_db_url: PostgresDsn = Field(
-        default="postgresql+psycopg://mlops:mlops@127.0.0.1:5432/rawdata",
+        default="postgresql+psycopg://rawdata:rawdata@127.0.0.1:5432/rawdata",
         description="RAW store: batches, listings as received, inference logs.",
     )
     clean_db_url: PostgresDsn = Field(
-        default="postgresql+psycopg://mlops:mlops@127.0.0.1:5432/cleandata",
+        default="postgresql+psycopg://cleandata:cleandata@127.0.0.1:5432/cleandata",
         description="CLEAN store: typed listings, rejected rows, model history. May equal RAW.",
     )
 
@@ -168,6 +168,24 @@ class Settings(BaseSettings):
     # --- local platform -----------------------------------------------------------------------
     state_dir: Path = Field(default=Path(".mlops"), description="Where `mlops up` keeps state.")
     pg_port: int = Field(default=5432, ge=1, le=65535, description="Local PostgreSQL port.")
+
+    # --- Airflow on one machine (`mlops up`; on Kubernetes the airflow chart configures it) ----
+    airflow_db_url: PostgresDsn = Field(
+        default="postgresql+psycopg://airflow:airflow@127.0.0.1:5432/airflow",
+        description="Airflow's metadata database (its own owner).",
+    )
+    airflow_port: int = Field(default=8080, ge=1, le=65535, description="Airflow api-server port.")
+    airflow_worker_log_port: int = Field(
+        default=8793, ge=1, le=65535, description="Airflow's task-log server (LocalExecutor)."
+    )
+    airflow_triggerer_log_port: int = Field(
+        default=8794, ge=1, le=65535, description="Airflow triggerer's log server."
+    )
+    airflow_parallelism: int = Field(
+        default=4, ge=1, le=64, description="Tasks Airflow runs at once (LocalExecutor processes)."
+    )
+    airflow_admin_user: str = Field(default="admin", description="Airflow UI login.")
+    dags_dir: Path = Field(default=Path("dags"), description="The DAGs Airflow loads.")
 
     @field_validator("datasource_url", "api_url", "mlflow_tracking_uri", "s3_endpoint_url")
     @classmethod

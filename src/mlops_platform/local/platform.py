@@ -1,26 +1,47 @@
-"""The one-machine platform: PostgreSQL, S3, MLflow and the data-source simulator.
+"""The one-machine platform behind `mlops up`: the same code, DAGs and database engine as on
+Kubernetes, as plain processes.
 
+PostgreSQL (RAW, CLEAN, MLflow and Airflow databases, each with its own owner), an S3 API, the
+MLflow server, the data-source simulator, the inference API, the UI and Airflow's four servers.
 State lives under ``settings.state_dir``: each service's data, log and pid file. Starting twice
-reuses what is running and restarts what crashed; stopping keeps the data.
+reuses what runs and restarts what crashed; stopping keeps the data unless purged.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 from sqlalchemy.engine import make_url
 
+from mlops_platform.local import airflow
 from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
-from mlops_platform.local.postgres import LocalPostgres, free_port
-from mlops_platform.local.processes import Service, wait_http
+from mlops_platform.local.postgres import LocalPostgres, free_port, port_is_free
+from mlops_platform.local.processes import Service
 from mlops_platform.local.s3 import LocalS3, wait_s3
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import normalise_url
 from mlops_platform.storage.migrate import upgrade_all
 
-Progress = Callable[[str], None]
+AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+CORE = ("postgres", "s3", "mlflow", "datasource")
+DEMO = (*CORE, "api")
+ALL = (*CORE, "api", "ui", *AIRFLOW)
+
+# progress(service, state, detail): state is starting, healthy, reused or failed.
+MARKER = ".mlops-state"
+Progress = Callable[[str, str, str], None]
+
+
+class PlatformError(RuntimeError):
+    """A service could not start; the message says which, why, and what to do."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,40 @@ class Endpoint:
     name: str
     url: str
     pid: int | None
+    port: int
+    port_variable: str
+
+
+def endpoints(settings: Settings) -> dict[str, Endpoint]:
+    """Every service with the URL a person opens and the variable that moves its port."""
+    air = airflow.base_url(settings)
+
+    def at(name: str, url: str, port: int, variable: str) -> Endpoint:
+        return Endpoint(name, url, None, port, variable)
+
+    listed = [
+        at("postgres", f"postgresql://127.0.0.1:{settings.pg_port}", settings.pg_port, "PG_PORT"),
+        at("s3", settings.s3_endpoint_url, settings.s3_port, "S3_PORT"),
+        at("mlflow", settings.mlflow_tracking_uri, settings.mlflow_port, "MLFLOW_PORT"),
+        at("datasource", settings.datasource_url, settings.sim_port, "SIM_PORT"),
+        at("api", f"{settings.api_url}/docs", settings.api_port, "API_PORT"),
+        at("ui", f"http://127.0.0.1:{settings.ui_port}", settings.ui_port, "UI_PORT"),
+        at("airflow-api-server", air, settings.airflow_port, "AIRFLOW_PORT"),
+        at(
+            "airflow-scheduler",
+            "(LocalExecutor; task logs)",
+            settings.airflow_worker_log_port,
+            "AIRFLOW_WORKER_LOG_PORT",
+        ),
+        at("airflow-dag-processor", f"{settings.dags_dir}", 0, ""),
+        at(
+            "airflow-triggerer",
+            "(deferred tasks)",
+            settings.airflow_triggerer_log_port,
+            "AIRFLOW_TRIGGERER_LOG_PORT",
+        ),
+    ]
+    return {e.name: e for e in listed}
 
 
 def on_free_ports(settings: Settings) -> Settings:
@@ -35,15 +90,11 @@ def on_free_ports(settings: Settings) -> Settings:
 
     For a second platform beside the usual one: benchmarks, tests, a demo in a temporary folder.
     """
-    pg, s3, mlflow, sim, api = (free_port() for _ in range(5))
+    pg, s3, mlflow, sim, api, ui, air, worker_log, trigger_log = (free_port() for _ in range(9))
     local = "127.0.0.1"
 
-    def database(url: str, port: int) -> str:
-        return (
-            make_url(normalise_url(url))
-            .set(host=local, port=port)
-            .render_as_string(hide_password=False)
-        )
+    def database(url: str) -> str:
+        return make_url(normalise_url(url)).set(host=local, port=pg).render_as_string(False)
 
     return settings.replace(
         pg_port=pg,
@@ -51,9 +102,14 @@ def on_free_ports(settings: Settings) -> Settings:
         mlflow_port=mlflow,
         sim_port=sim,
         api_port=api,
-        raw_db_url=database(settings.raw_url, pg),
-        clean_db_url=database(settings.clean_url, pg),
-        mlflow_backend_db_url=database(str(settings.mlflow_backend_db_url), pg),
+        ui_port=ui,
+        airflow_port=air,
+        airflow_worker_log_port=worker_log,
+        airflow_triggerer_log_port=trigger_log,
+        raw_db_url=database(settings.raw_url),
+        clean_db_url=database(settings.clean_url),
+        mlflow_backend_db_url=database(str(settings.mlflow_backend_db_url)),
+        airflow_db_url=database(str(settings.airflow_db_url)),
         s3_endpoint_url=f"http://{local}:{s3}",
         mlflow_tracking_uri=f"http://{local}:{mlflow}",
         datasource_url=f"http://{local}:{sim}",
@@ -78,11 +134,18 @@ def service(settings: Settings, name: str) -> Service:
     return Service(name, settings.state_dir.resolve())
 
 
+def log_file(settings: Settings, name: str) -> Path:
+    """Where a service writes its output (`mlops logs NAME`)."""
+    if name == "postgres":
+        return local_postgres(settings).log_file
+    return service(settings, name).log_file
+
+
 def _ensure_database(postgres: LocalPostgres, url: str, variable: str) -> None:
     parsed = make_url(normalise_url(url))
     local = parsed.host in ("127.0.0.1", "localhost")
     if not local or parsed.port not in (None, postgres.port):
-        raise ValueError(
+        raise PlatformError(
             f"{variable} points at {parsed.host}:{parsed.port}, not the local PostgreSQL on "
             f"127.0.0.1:{postgres.port}; point it there or change MLOPS_PG_PORT"
         )
@@ -90,56 +153,219 @@ def _ensure_database(postgres: LocalPostgres, url: str, variable: str) -> None:
 
 
 def ensure_stores(postgres: LocalPostgres, settings: Settings) -> None:
-    """Create the RAW, CLEAN and MLflow databases with their owners, then migrate RAW and CLEAN."""
+    """RAW, CLEAN, MLflow and Airflow databases, each owned by its own user; RAW and CLEAN
+    migrated (Airflow migrates its own when it starts)."""
     _ensure_database(postgres, settings.raw_url, "MLOPS_RAW_DB_URL")
     _ensure_database(postgres, settings.clean_url, "MLOPS_CLEAN_DB_URL")
     _ensure_database(postgres, str(settings.mlflow_backend_db_url), "MLOPS_MLFLOW_BACKEND_DB_URL")
+    _ensure_database(postgres, str(settings.airflow_db_url), "MLOPS_AIRFLOW_DB_URL")
     upgrade_all(settings.raw_url, settings.clean_url)
 
 
-def up(settings: Settings, progress: Progress = lambda _: None) -> list[Endpoint]:
-    """Start (or reuse) every service in dependency order and wait until each is healthy."""
-    progress("PostgreSQL")
-    postgres = local_postgres(settings)
-    postgres.init()
-    postgres.start()
-    ensure_stores(postgres, settings)
-
-    progress("S3 (weed)")
-    s3, s3_service = local_s3(settings), service(settings, "s3")
-    s3_service.start(s3.command(), s3.env())
-    wait_s3(s3.endpoint_url, settings.s3_access_key, settings.s3_secret_key, process=s3_service)
-    prepare_backend(settings)
-
-    progress("MLflow")
-    mlflow = service(settings, "mlflow")
-    mlflow.start(server_command(settings), server_env(settings))
-    wait_http(f"{settings.mlflow_tracking_uri}/health", timeout_s=120, process=mlflow)
-
-    progress("data source")
-    source = service(settings, "datasource")
-    source.start(
-        [sys.executable, "-m", "mlops_platform.cli", "datasource", "serve"], settings.to_env()
-    )
-    wait_http(f"{settings.datasource_url}/healthz", process=source)
-    return status(settings)
+def pid_of(settings: Settings, name: str) -> int | None:
+    if name == "postgres":
+        postgres = local_postgres(settings)
+        if not postgres.is_running():
+            return None
+        return int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    return service(settings, name).pid()
 
 
-def status(settings: Settings) -> list[Endpoint]:
-    postgres = local_postgres(settings)
-    pg_pid = None
-    if postgres.is_running():
-        pg_pid = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+def check_ports(settings: Settings, names: Sequence[str]) -> None:
+    """Each service that is not running yet needs its port free: say which one is taken."""
+    taken = []
+    for name in names:
+        endpoint = endpoints(settings)[name]
+        if endpoint.port and pid_of(settings, name) is None and not port_is_free(endpoint.port):
+            taken.append(
+                f"port {endpoint.port} ({name}) is in use by another program: stop it, or "
+                f"choose another with MLOPS_{endpoint.port_variable}=<port>"
+            )
+    if taken:
+        raise PlatformError("\n".join(taken))
+
+
+def _healthy_http(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _wait(name: str, check: Callable[[], bool], process: Service | None, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process is not None and process.pid() is None:
+            tail = process.log_file.read_text(errors="replace")[-1500:]
+            raise PlatformError(
+                f"{name} exited while starting; the end of {process.log_file}:\n{tail}"
+            )
+        time.sleep(0.25)
+    raise PlatformError(f"{name} was not healthy within {timeout_s:.0f}s; see `mlops logs {name}`")
+
+
+# Services start tier by tier: everything in a tier is launched at once, then each is waited
+# for. A tier needs only the tiers before it (MLflow needs PostgreSQL and S3; the API, MLflow).
+TIERS = (("postgres",), ("s3",), ("mlflow", "datasource"), ("api", "ui"), AIRFLOW)
+AIRFLOW_COMPONENT = {
+    "airflow-api-server": "metadatabase",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag_processor",
+    "airflow-triggerer": "triggerer",
+}
+
+
+def _mlops(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlops_platform.cli", *args]
+
+
+def _migrate_airflow(settings: Settings) -> None:
+    log = service(settings, "airflow-migrate").log_file
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        done = subprocess.run(
+            airflow.migrate_command(),
+            env={**os.environ, **airflow.environment(settings)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=600,
+        )
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-1500:]
+        raise PlatformError(f"`airflow db migrate` failed; the end of {log}:\n{tail}")
+
+
+def _launch(settings: Settings, name: str) -> None:
+    """Start ``name`` without waiting for it (PostgreSQL is synchronous: it is quick)."""
+    if name == "postgres":
+        postgres = local_postgres(settings)
+        postgres.init()
+        postgres.start()
+        ensure_stores(postgres, settings)
+        return
+    if name == "s3":
+        s3 = local_s3(settings)
+        service(settings, name).start(s3.command(), s3.env())
+    elif name == "mlflow":
+        service(settings, name).start(server_command(settings), server_env(settings))
+    elif name in AIRFLOW:
+        if name == "airflow-api-server" and pid_of(settings, name) is None:
+            _migrate_airflow(settings)  # before any Airflow server reads the schema
+        service(settings, name).start(
+            airflow.commands(settings)[name], airflow.environment(settings)
+        )
+    else:
+        command = {
+            "datasource": _mlops("datasource", "serve"),
+            "api": _mlops("serve", "api"),
+            "ui": _mlops("serve", "ui"),
+        }[name]
+        service(settings, name).start(command, settings.to_env())
+
+
+def _await(settings: Settings, name: str) -> None:
+    """Wait until ``name`` is healthy; fail early with its log if it exits."""
+    process = service(settings, name)
+    if name == "postgres":
+        return
+    if name == "s3":
+        s3 = local_s3(settings)
+        wait_s3(s3.endpoint_url, settings.s3_access_key, settings.s3_secret_key, process=process)
+        prepare_backend(settings)
+        return
+    if name in AIRFLOW:
+        component = AIRFLOW_COMPONENT[name]
+        _wait(name, lambda: airflow.health(settings).get(component) == "healthy", process, 180)
+        return
+    health = {
+        "mlflow": f"{settings.mlflow_tracking_uri}/health",
+        "datasource": f"{settings.datasource_url}/healthz",
+        "api": f"{settings.api_url}/healthz",
+        "ui": f"http://127.0.0.1:{settings.ui_port}/_stcore/health",
+    }[name]
+    _wait(name, _healthy_http(health), process, 120)
+
+
+def up(
+    settings: Settings,
+    progress: Progress = lambda *_: None,
+    services: Sequence[str] = ALL,
+) -> list[Endpoint]:
+    """Start (or reuse) ``services`` tier by tier and wait until each is healthy."""
+    unknown = set(services) - set(ALL)
+    if unknown:
+        raise PlatformError(f"unknown services {sorted(unknown)}; known: {', '.join(ALL)}")
+    names = [name for name in ALL if name in services]
+    check_ports(settings, names)
+    mark_state(settings.state_dir)
+    for tier in TIERS:
+        members = [name for name in tier if name in names]
+        running = {name: pid_of(settings, name) is not None for name in members}
+        started = time.monotonic()
+        current = ""
+        try:
+            for current in members:
+                progress(current, "starting", "")
+                _launch(settings, current)
+            for current in members:
+                _await(settings, current)
+                took = f"{time.monotonic() - started:.1f} s"
+                progress(current, "reused" if running[current] else "healthy", took)
+        except Exception as error:
+            progress(current, "failed", str(error).splitlines()[0])
+            raise
+    return status(settings, names)
+
+
+def status(settings: Settings, names: Sequence[str] = ALL) -> list[Endpoint]:
+    known = endpoints(settings)
     return [
-        Endpoint("postgres", f"postgresql://127.0.0.1:{settings.pg_port}", pg_pid),
-        Endpoint("s3", settings.s3_endpoint_url, service(settings, "s3").pid()),
-        Endpoint("mlflow", settings.mlflow_tracking_uri, service(settings, "mlflow").pid()),
-        Endpoint("datasource", settings.datasource_url, service(settings, "datasource").pid()),
+        Endpoint(e.name, e.url, pid_of(settings, e.name), e.port, e.port_variable)
+        for e in (known[name] for name in names)
     ]
 
 
-def down(settings: Settings) -> None:
-    """Stop in reverse dependency order; data stays in the state folder."""
-    for name in ("datasource", "mlflow", "s3"):
-        service(settings, name).stop()
-    local_postgres(settings).stop()
+def down(settings: Settings, purge: bool = False) -> list[str]:
+    """Stop in reverse dependency order; the data stays unless ``purge``. Returns what stopped."""
+    stopped = []
+    for name in reversed(ALL):
+        if name == "postgres":
+            postgres = local_postgres(settings)
+            if postgres.is_running():
+                postgres.stop()
+                stopped.append(name)
+        elif service(settings, name).stop(timeout_s=30):
+            stopped.append(name)
+    if purge:
+        purge_state(settings.state_dir)
+    return stopped
+
+
+def mark_state(state_dir: Path) -> None:
+    """Mark the folder as ours, so `down --purge` can tell it from any other folder."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker = state_dir / MARKER
+    if not marker.exists():
+        marker.write_text(
+            "State folder of the local MLOps platform (`mlops up`). "
+            "`mlops down --purge` deletes this whole folder.\n"
+        )
+
+
+def purge_state(state_dir: Path) -> None:
+    """Delete the state folder — only one that `mlops up` marked (never any other folder)."""
+    folder = state_dir.resolve()
+    if not folder.exists():
+        return
+    if not (folder / MARKER).is_file():
+        raise PlatformError(
+            f"{folder} has no {MARKER} file, so it is not a state folder `mlops up` made; "
+            "not deleting it"
+        )
+    shutil.rmtree(folder)

@@ -1,0 +1,112 @@
+"""`mlops up` on a fresh folder brings up the whole platform with a model in production and
+Airflow's three DAGs unpaused; twice is safe; a crashed service is restarted; a taken port is
+named; `mlops down` stops every process it started and keeps the data; `--purge` deletes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from mlops_platform.local import airflow, platform
+from tests.e2e.conftest import fresh_settings, mlops, processes_of
+
+pytestmark = pytest.mark.integration
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_up_status_logs_down(tmp_path: Path) -> None:
+    settings = fresh_settings(tmp_path / "state")
+    try:
+        first = mlops(["up"], settings)
+        assert first.returncode == 0, first.stdout + first.stderr
+        for name in platform.ALL:
+            assert name in first.stdout
+        assert "first model" in first.stdout
+        password = airflow.keys(settings)["admin_password"]
+        assert password in first.stdout, "the table of URLs gives the Airflow login"
+
+        # Every service answers on its own health endpoint.
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=settings.pg_port,
+            user="rawdata",
+            password="rawdata",
+            dbname="rawdata",
+        ) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert healthy(f"{settings.mlflow_tracking_uri}/health")
+        assert healthy(f"{settings.datasource_url}/healthz")
+        assert healthy(f"{settings.api_url}/readyz"), "the API serves the first model"
+        assert healthy(f"http://127.0.0.1:{settings.ui_port}/_stcore/health")
+        assert httpx.get(settings.s3_endpoint_url, timeout=5).status_code in (200, 403)
+        assert set(airflow.health(settings).values()) == {"healthy"}
+        assert airflow.dags(settings) == {
+            "data_pipeline": False,
+            "modeling_pipeline": False,
+            "production_pipeline": False,
+        }
+
+        # Twice is safe: everything is reused.
+        second = mlops(["up"], settings)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert second.stdout.count("reused") >= len(platform.ALL)
+
+        # A crashed service is restarted by the next `mlops up`.
+        crashed = platform.pid_of(settings, "datasource")
+        os.killpg(crashed, signal.SIGKILL)
+        third = mlops(["up", "--no-pipeline"], settings)
+        assert third.returncode == 0, third.stdout + third.stderr
+        restarted = platform.pid_of(settings, "datasource")
+        assert restarted not in (None, crashed)
+
+        status = mlops(["status"], settings)
+        assert status.stdout.count(" up ") == len(platform.ALL), status.stdout
+        logs = mlops(["logs", "api", "-n", "5"], settings)
+        assert logs.returncode == 0
+        assert 0 < len(logs.stdout.splitlines()) <= 5
+        unknown = mlops(["logs", "nope"], settings)
+        assert unknown.returncode == 1
+        assert "one of: postgres" in unknown.stdout
+    finally:
+        down = mlops(["down"], settings)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert processes_of(settings) == []
+    assert (settings.state_dir / "postgres" / "data" / "PG_VERSION").exists(), "data kept"
+
+    purge = mlops(["down", "--purge"], settings)
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    assert not settings.state_dir.exists()
+
+
+def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    settings = fresh_settings(tmp_path / "state")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", settings.ui_port))
+        squatter.listen()
+        result = mlops(["up"], settings)
+    assert result.returncode == 1
+    assert f"port {settings.ui_port} (ui) is in use" in result.stdout
+    assert "MLOPS_UI_PORT" in result.stdout
+    assert processes_of(settings) == []
+
+
+def test_purge_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    result = mlops(["down", "--purge"], fresh_settings(precious))
+    assert result.returncode == 1
+    assert "not deleting it" in result.stdout
+    assert (precious / "thesis.tex").exists()
