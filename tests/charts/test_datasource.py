@@ -1,6 +1,7 @@
 """datasource chart: the simulator (`mlops datasource serve`) on datasource:80 -> 8000, one pod
 (its batch counters live in memory), MLOPS_SIM_* settings whose schema ranges are the package's
-own, probes on the app's /healthz, no credentials, and a NetworkPolicy admitting Airflow."""
+own, probes on the app's /healthz, no credentials (its NetworkPolicy, admitting Airflow:
+test_network_policies.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.charts.conftest import (
     pod_labels,
     pod_spec,
     render_chart,
+    settings_of,
 )
 
 CHART = "datasource"
@@ -45,13 +47,6 @@ def deployment(values: dict | None = None) -> dict[str, Any]:
 
 def container(values: dict | None = None) -> dict[str, Any]:
     return pod_spec(deployment(values))["containers"][0]
-
-
-def settings_of(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for name, item in env.items():
-        if name.startswith("MLOPS_"):
-            monkeypatch.setenv(name, item["value"])
-    return Settings()
 
 
 def test_service_80_targets_8000() -> None:
@@ -184,26 +179,3 @@ def test_no_credentials_and_read_only_root() -> None:
     volumes = {v["name"]: v for v in pod_spec(deployment())["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
-
-
-def test_network_policy_admits_airflow_on_8000() -> None:
-    policy = one(objects(), "NetworkPolicy", "datasource")
-    assert policy["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "datasource",
-        "app.kubernetes.io/instance": "datasource",
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    [rule] = policy["spec"]["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "airflow"}}}]
-    # A policy matches the pod's port (after the Service's translation): the container port.
-    assert [p["port"] for p in rule["ports"]] == [8000]
-    assert [p["containerPort"] for p in container()["ports"]] == [8000]
-
-
-def test_network_policy_extra_peers_empty_and_disabled() -> None:
-    monitoring = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
-    policy = one(objects({"networkPolicy": {"extraFrom": [monitoring]}}), "NetworkPolicy")
-    assert policy["spec"]["ingress"][0]["from"][-1] == monitoring
-    closed = one(objects({"networkPolicy": {"allowedClients": []}}), "NetworkPolicy")
-    assert closed["spec"]["ingress"] == []
-    assert by_kind(objects({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []

@@ -1,6 +1,7 @@
 """fastapi chart: `mlops serve api` from the app image on fastapi:8989, probes on the API's own
 health endpoints, settings as MLOPS_* variables the package accepts, credentials from the secrets
-chart, autoscaler, disruption budget, scrape annotations and the NetworkPolicy of the contract."""
+chart, autoscaler, disruption budget and scrape annotations (its NetworkPolicy:
+test_network_policies.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from tests.charts.conftest import (
     one,
     pod_labels,
     pod_spec,
+    readme_secret_keys,
     render_chart,
+    settings_of,
 )
 
 CHART = "fastapi"
@@ -37,31 +40,6 @@ def deployment(values: dict | None = None) -> dict[str, Any]:
 
 def container(values: dict | None = None) -> dict[str, Any]:
     return pod_spec(deployment(values))["containers"][0]
-
-
-def readme_secret_keys() -> dict[str, set[str]]:
-    """charts/README.md's Secrets table: Secret name -> the keys it lists."""
-    section = (CHARTS_DIR / "README.md").read_text().split("## Secrets contract", 1)[1]
-    table = {}
-    for line in section.splitlines():
-        row = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|([^|]*)\|", line)
-        if row:
-            table[row.group(1)] = set(re.findall(r"`([a-z0-9-]+)`", row.group(2)))
-    return table
-
-
-def settings_of(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The Settings the container's process would read: $(VAR) expanded the way Kubernetes does,
-    Secret values replaced by stand-ins."""
-    literal = {
-        name: item.get("value", f"secret-{name.lower().replace('_', '-')}")
-        for name, item in env.items()
-    }
-    for name, value in literal.items():
-        if name.startswith("MLOPS_"):
-            expanded = re.sub(r"\$\((\w+)\)", lambda m: literal[m.group(1)], value)
-            monkeypatch.setenv(name, expanded)
-    return Settings()
 
 
 def test_service_and_container_port() -> None:
@@ -246,39 +224,6 @@ def test_scrape_annotations_match_the_metrics_endpoint_and_the_prometheus_chart(
     assert scrape["fastapi"]["path"] == annotations["prometheus.io/path"]
     off = deployment({"metrics": {"podAnnotations": False}, "podAnnotations": {"team": "ml"}})
     assert off["spec"]["template"]["metadata"]["annotations"] == {"team": "ml"}
-
-
-def _ports(policy: dict[str, Any]) -> list[int]:
-    rules = policy["spec"]["ingress"]
-    return [p["port"] for rule in rules for p in rule["ports"]]
-
-
-def test_network_policy_admits_streamlit_airflow_prometheus_on_8989() -> None:
-    policy = one(objects(), "NetworkPolicy", "fastapi")
-    assert policy["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "fastapi",
-        "app.kubernetes.io/instance": "fastapi",
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    [rule] = policy["spec"]["ingress"]
-    peers = [p["podSelector"]["matchLabels"] for p in rule["from"]]
-    assert peers == [{"app.kubernetes.io/name": n} for n in ("streamlit", "airflow", "prometheus")]
-    assert _ports(policy) == [8989]
-
-
-def test_network_policy_extra_peers_empty_and_disabled() -> None:
-    ingress_nginx = {"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}
-    policy = one(
-        objects({"networkPolicy": {"allowedClients": ["airflow"], "extraFrom": [ingress_nginx]}}),
-        "NetworkPolicy",
-    )
-    assert policy["spec"]["ingress"][0]["from"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "airflow"}}},
-        ingress_nginx,
-    ]
-    closed = one(objects({"networkPolicy": {"allowedClients": []}}), "NetworkPolicy")
-    assert closed["spec"]["ingress"] == []
-    assert by_kind(objects({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
 
 
 def test_ingress_is_optional() -> None:

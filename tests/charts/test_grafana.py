@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 from tests.charts.conftest import (
     CHARTS_DIR,
-    HelmError,
-    by_kind,
     env_of,
     one,
     pod_spec,
@@ -94,61 +91,3 @@ def test_changed_dashboards_roll_the_pod() -> None:
         "annotations"
     ]
     assert {"checksum/provisioning", "checksum/dashboards"} <= set(annotations)
-
-
-PORTS = [{"port": 3000, "protocol": "TCP"}]
-
-
-def peer(name: str) -> dict:
-    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-
-
-def test_network_policy_admits_no_in_cluster_client_by_default() -> None:
-    """Nobody in the cluster by default (kubectl port-forward is not subject to it)."""
-    policy = one(render_chart("grafana"), "NetworkPolicy", "grafana")
-    assert policy["spec"]["podSelector"] == {
-        "matchLabels": {
-            "app.kubernetes.io/name": "grafana",
-            "app.kubernetes.io/instance": "grafana",
-        }
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["ingress"] == [], "no in-cluster client: port-forward or extraFrom"
-    # The pod's ports behind the Service's (a policy matches pod ports), whatever service.port is.
-    objects = render_chart(
-        "grafana", {"service": {"port": 18080}, "networkPolicy": {"allowedClients": ["ui"]}}
-    )
-    (rule,) = one(objects, "NetworkPolicy")["spec"]["ingress"]
-    assert rule["ports"] == PORTS
-    container = pod_spec(one(objects, "Deployment", "grafana"))["containers"][0]
-    pod_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    service = one(objects, "Service", "grafana")
-    assert [p["port"] for p in PORTS] == [
-        pod_ports[p["targetPort"]] for p in service["spec"]["ports"]
-    ]
-
-
-def test_network_policy_can_be_turned_off_narrowed_or_widened() -> None:
-    assert (
-        by_kind(render_chart("grafana", {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
-        == []
-    )
-    closed = render_chart("grafana", {"networkPolicy": {"allowedClients": []}})
-    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
-    ingress = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    }
-    widened = render_chart(
-        "grafana", {"networkPolicy": {"allowedClients": ["ui"], "extraFrom": [ingress]}}
-    )
-    assert one(widened, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [peer("ui"), ingress], "ports": PORTS}
-    ]
-    only_extra = render_chart(
-        "grafana", {"networkPolicy": {"allowedClients": [], "extraFrom": [ingress]}}
-    )
-    assert one(only_extra, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [ingress], "ports": PORTS}
-    ]
-    with pytest.raises(HelmError, match="/networkPolicy/allowedClients/0"):
-        render_chart("grafana", {"networkPolicy": {"allowedClients": ["Not A Label"]}})

@@ -21,7 +21,6 @@ import pytest
 from mlops_platform.local.postgres import free_port
 from mlops_platform.local.s3 import weed_binary
 from tests.charts.conftest import (
-    HelmError,
     by_kind,
     env_of,
     one,
@@ -181,61 +180,6 @@ def test_start_script_gives_mlflow_access_to_its_bucket_only(
     refused = r"SignatureDoesNotMatch|AccessDenied"
     with pytest.raises(botocore.exceptions.ClientError, match=refused):
         client(creds["ROOT_USER"], "wrong-secret").list_buckets()
-
-
-PORTS = [{"port": 9000, "protocol": "TCP"}, {"port": 9001, "protocol": "TCP"}]
-
-
-def peer(name: str) -> dict:
-    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-
-
-def test_network_policy_admits_mlflow_minio_on_the_service_ports() -> None:
-    """Only MLflow and this chart's own bucket Job (pods labelled minio) may connect, on the
-    pod ports the Service targets."""
-    policy = one(render_chart("minio"), "NetworkPolicy", "minio")
-    assert policy["spec"]["podSelector"] == {
-        "matchLabels": {"app.kubernetes.io/name": "minio", "app.kubernetes.io/instance": "minio"}
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["ingress"] == [{"from": [peer("mlflow"), peer("minio")], "ports": PORTS}]
-    # The pod's ports behind the Service's (a policy matches pod ports), whatever service.port is.
-    objects = render_chart(
-        "minio", {"service": {"port": 18080}, "networkPolicy": {"allowedClients": ["ui"]}}
-    )
-    (rule,) = one(objects, "NetworkPolicy")["spec"]["ingress"]
-    assert rule["ports"] == PORTS
-    container = pod_spec(one(objects, "Deployment", "minio"))["containers"][0]
-    pod_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    service = one(objects, "Service", "minio")
-    assert [p["port"] for p in PORTS] == [
-        pod_ports[p["targetPort"]] for p in service["spec"]["ports"]
-    ]
-
-
-def test_network_policy_can_be_turned_off_narrowed_or_widened() -> None:
-    assert (
-        by_kind(render_chart("minio", {"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
-    )
-    closed = render_chart("minio", {"networkPolicy": {"allowedClients": []}})
-    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
-    ingress = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    }
-    widened = render_chart(
-        "minio", {"networkPolicy": {"allowedClients": ["ui"], "extraFrom": [ingress]}}
-    )
-    assert one(widened, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [peer("ui"), ingress], "ports": PORTS}
-    ]
-    only_extra = render_chart(
-        "minio", {"networkPolicy": {"allowedClients": [], "extraFrom": [ingress]}}
-    )
-    assert one(only_extra, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [ingress], "ports": PORTS}
-    ]
-    with pytest.raises(HelmError, match="/networkPolicy/allowedClients/0"):
-        render_chart("minio", {"networkPolicy": {"allowedClients": ["Not A Label"]}})
 
 
 def test_service_sends_traffic_to_the_server_not_to_the_bucket_job() -> None:

@@ -10,9 +10,7 @@ import pytest
 from tests.charts.conftest import (
     CHARTS_DIR,
     REPO,
-    HelmError,
     all_containers,
-    by_kind,
     env_of,
     one,
     pod_spec,
@@ -147,60 +145,3 @@ def test_image_matches_the_dockerfile() -> None:
     assert pod["securityContext"]["runAsUser"] == int(uid.group(1))
     for c in all_containers(one(render_chart("mlflow"), "Deployment")):
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
-
-
-PORTS = [{"port": 5000, "protocol": "TCP"}]
-
-
-def peer(name: str) -> dict:
-    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-
-
-def test_network_policy_admits_airflow_fastapi_streamlit_on_the_service_ports() -> None:
-    """Only airflow, fastapi, streamlit may connect, on the pod port the Service targets."""
-    policy = one(render_chart("mlflow"), "NetworkPolicy", "mlflow")
-    assert policy["spec"]["podSelector"] == {
-        "matchLabels": {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "mlflow"}
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["ingress"] == [
-        {"from": [peer("airflow"), peer("fastapi"), peer("streamlit")], "ports": PORTS}
-    ]
-    # The pod's ports behind the Service's (a policy matches pod ports), whatever service.port is.
-    objects = render_chart(
-        "mlflow", {"service": {"port": 18080}, "networkPolicy": {"allowedClients": ["ui"]}}
-    )
-    (rule,) = one(objects, "NetworkPolicy")["spec"]["ingress"]
-    assert rule["ports"] == PORTS
-    container = pod_spec(one(objects, "Deployment", "mlflow"))["containers"][0]
-    pod_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    service = one(objects, "Service", "mlflow")
-    assert [p["port"] for p in PORTS] == [
-        pod_ports[p["targetPort"]] for p in service["spec"]["ports"]
-    ]
-
-
-def test_network_policy_can_be_turned_off_narrowed_or_widened() -> None:
-    assert (
-        by_kind(render_chart("mlflow", {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
-        == []
-    )
-    closed = render_chart("mlflow", {"networkPolicy": {"allowedClients": []}})
-    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
-    ingress = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    }
-    widened = render_chart(
-        "mlflow", {"networkPolicy": {"allowedClients": ["ui"], "extraFrom": [ingress]}}
-    )
-    assert one(widened, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [peer("ui"), ingress], "ports": PORTS}
-    ]
-    only_extra = render_chart(
-        "mlflow", {"networkPolicy": {"allowedClients": [], "extraFrom": [ingress]}}
-    )
-    assert one(only_extra, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [ingress], "ports": PORTS}
-    ]
-    with pytest.raises(HelmError, match="/networkPolicy/allowedClients/0"):
-        render_chart("mlflow", {"networkPolicy": {"allowedClients": ["Not A Label"]}})

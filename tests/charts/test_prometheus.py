@@ -3,10 +3,9 @@ or a static target), the alert rules, a volume."""
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
-from tests.charts.conftest import HelmError, by_kind, one, pod_spec, render_chart
+from tests.charts.conftest import by_kind, one, pod_spec, render_chart
 
 REQUIRED_ALERTS = {
     "MlopsApiHighErrorRate",
@@ -111,61 +110,3 @@ def test_probes_and_port() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
     assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert container["ports"][0]["containerPort"] == 9090
-
-
-PORTS = [{"port": 9090, "protocol": "TCP"}]
-
-
-def peer(name: str) -> dict:
-    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-
-
-def test_network_policy_admits_grafana_on_the_service_ports() -> None:
-    """Only grafana may connect, on the pod port the Service targets."""
-    policy = one(render_chart("prometheus"), "NetworkPolicy", "prometheus")
-    assert policy["spec"]["podSelector"] == {
-        "matchLabels": {
-            "app.kubernetes.io/name": "prometheus",
-            "app.kubernetes.io/instance": "prometheus",
-        }
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["ingress"] == [{"from": [peer("grafana")], "ports": PORTS}]
-    # The pod's ports behind the Service's (a policy matches pod ports), whatever service.port is.
-    objects = render_chart(
-        "prometheus", {"service": {"port": 18080}, "networkPolicy": {"allowedClients": ["ui"]}}
-    )
-    (rule,) = one(objects, "NetworkPolicy")["spec"]["ingress"]
-    assert rule["ports"] == PORTS
-    container = pod_spec(one(objects, "Deployment", "prometheus"))["containers"][0]
-    pod_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    service = one(objects, "Service", "prometheus")
-    assert [p["port"] for p in PORTS] == [
-        pod_ports[p["targetPort"]] for p in service["spec"]["ports"]
-    ]
-
-
-def test_network_policy_can_be_turned_off_narrowed_or_widened() -> None:
-    assert (
-        by_kind(render_chart("prometheus", {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
-        == []
-    )
-    closed = render_chart("prometheus", {"networkPolicy": {"allowedClients": []}})
-    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
-    ingress = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    }
-    widened = render_chart(
-        "prometheus", {"networkPolicy": {"allowedClients": ["ui"], "extraFrom": [ingress]}}
-    )
-    assert one(widened, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [peer("ui"), ingress], "ports": PORTS}
-    ]
-    only_extra = render_chart(
-        "prometheus", {"networkPolicy": {"allowedClients": [], "extraFrom": [ingress]}}
-    )
-    assert one(only_extra, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [ingress], "ports": PORTS}
-    ]
-    with pytest.raises(HelmError, match="/networkPolicy/allowedClients/0"):
-        render_chart("prometheus", {"networkPolicy": {"allowedClients": ["Not A Label"]}})

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.charts.conftest import HelmError, by_kind, env_of, one, pod_spec, render_chart
+from tests.charts.conftest import by_kind, env_of, one, pod_spec, render_chart
 
 
 def test_password_comes_from_the_secret_and_stays_off_the_command_line() -> None:
@@ -40,57 +38,3 @@ def test_volume_is_optional() -> None:
     assert by_kind(without, "PersistentVolumeClaim") == []
     volumes = {v["name"]: v for v in pod_spec(one(without, "Deployment"))["volumes"]}
     assert "emptyDir" in volumes["data"]
-
-
-PORTS = [{"port": 6379, "protocol": "TCP"}]
-
-
-def peer(name: str) -> dict:
-    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-
-
-def test_network_policy_admits_airflow_on_the_service_ports() -> None:
-    """Only airflow may connect, on the pod port the Service targets."""
-    policy = one(render_chart("redis"), "NetworkPolicy", "redis")
-    assert policy["spec"]["podSelector"] == {
-        "matchLabels": {"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": "redis"}
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["ingress"] == [{"from": [peer("airflow")], "ports": PORTS}]
-    # The pod's ports behind the Service's (a policy matches pod ports), whatever service.port is.
-    objects = render_chart(
-        "redis", {"service": {"port": 18080}, "networkPolicy": {"allowedClients": ["ui"]}}
-    )
-    (rule,) = one(objects, "NetworkPolicy")["spec"]["ingress"]
-    assert rule["ports"] == PORTS
-    container = pod_spec(one(objects, "Deployment", "redis"))["containers"][0]
-    pod_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    service = one(objects, "Service", "redis")
-    assert [p["port"] for p in PORTS] == [
-        pod_ports[p["targetPort"]] for p in service["spec"]["ports"]
-    ]
-
-
-def test_network_policy_can_be_turned_off_narrowed_or_widened() -> None:
-    assert (
-        by_kind(render_chart("redis", {"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
-    )
-    closed = render_chart("redis", {"networkPolicy": {"allowedClients": []}})
-    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
-    ingress = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    }
-    widened = render_chart(
-        "redis", {"networkPolicy": {"allowedClients": ["ui"], "extraFrom": [ingress]}}
-    )
-    assert one(widened, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [peer("ui"), ingress], "ports": PORTS}
-    ]
-    only_extra = render_chart(
-        "redis", {"networkPolicy": {"allowedClients": [], "extraFrom": [ingress]}}
-    )
-    assert one(only_extra, "NetworkPolicy")["spec"]["ingress"] == [
-        {"from": [ingress], "ports": PORTS}
-    ]
-    with pytest.raises(HelmError, match="/networkPolicy/allowedClients/0"):
-        render_chart("redis", {"networkPolicy": {"allowedClients": ["Not A Label"]}})

@@ -1,6 +1,7 @@
 """streamlit chart: `mlops serve ui` from the app image on streamlit:8501, probes on Streamlit's
 own health endpoint, a read-only database user for both stores, the API and MLflow as values,
-writable HOME for ~/.streamlit, and a NetworkPolicy that admits nobody in-cluster by default."""
+writable HOME for ~/.streamlit (its NetworkPolicy, which admits nobody in-cluster by default:
+test_network_policies.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mlops_platform.settings import Settings
 from tests.charts.conftest import (
-    CHARTS_DIR,
     REPO,
     HelmError,
     by_kind,
@@ -25,7 +24,9 @@ from tests.charts.conftest import (
     one,
     pod_labels,
     pod_spec,
+    readme_secret_keys,
     render_chart,
+    settings_of,
 )
 
 CHART = "streamlit"
@@ -42,31 +43,6 @@ def deployment(values: dict | None = None) -> dict[str, Any]:
 
 def container(values: dict | None = None) -> dict[str, Any]:
     return pod_spec(deployment(values))["containers"][0]
-
-
-def readme_secret_keys() -> dict[str, set[str]]:
-    """charts/README.md's Secrets table: Secret name -> the keys it lists."""
-    section = (CHARTS_DIR / "README.md").read_text().split("## Secrets contract", 1)[1]
-    table = {}
-    for line in section.splitlines():
-        row = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|([^|]*)\|", line)
-        if row:
-            table[row.group(1)] = set(re.findall(r"`([a-z0-9-]+)`", row.group(2)))
-    return table
-
-
-def settings_of(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The Settings the container's process would read: $(VAR) expanded the way Kubernetes does,
-    Secret values replaced by stand-ins."""
-    literal = {
-        name: item.get("value", f"secret-{name.lower().replace('_', '-')}")
-        for name, item in env.items()
-    }
-    for name, value in literal.items():
-        if name.startswith("MLOPS_"):
-            expanded = re.sub(r"\$\((\w+)\)", lambda m: literal[m.group(1)], value)
-            monkeypatch.setenv(name, expanded)
-    return Settings()
 
 
 def test_service_and_container_port() -> None:
@@ -221,33 +197,6 @@ def test_read_only_root_with_writable_tmp_and_home() -> None:
     for path in ("/tmp", home):
         assert path in mounts, f"{path} must be writable"
         assert "emptyDir" in volumes[mounts[path]]
-
-
-def test_network_policy_admits_nobody_in_cluster_by_default() -> None:
-    policy = one(objects(), "NetworkPolicy", "streamlit")
-    assert policy["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "streamlit",
-        "app.kubernetes.io/instance": "streamlit",
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["ingress"] == []
-
-
-def test_network_policy_extra_peers_on_8501_and_disabled() -> None:
-    controller = {"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}
-    policy = one(
-        objects({"networkPolicy": {"allowedClients": ["grafana"], "extraFrom": [controller]}}),
-        "NetworkPolicy",
-    )
-    [rule] = policy["spec"]["ingress"]
-    assert rule["from"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}},
-        controller,
-    ]
-    # A policy matches the pod's port (after the Service's translation): the container port.
-    assert [p["port"] for p in rule["ports"]] == [8501]
-    assert [p["containerPort"] for p in container()["ports"]] == [8501]
-    assert by_kind(objects({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
 
 
 def test_ingress_is_optional() -> None:

@@ -1,0 +1,179 @@
+"""The NetworkPolicy of every chart with a Service (charts/README.md, "shared contract"): one
+policy selecting the chart's pods, admitting the clients of FLOWS (in the order of the chart's
+values) plus `extraFrom`, on the pod ports behind the chart's Service(s) — a policy matches the
+pod's port, after the Service's translation — and nothing in-cluster when both lists are empty.
+
+Checked chart by chart on the staged install; the umbrella's policies are test_umbrella.py's, the
+flows between packages 1-2 test_cross_references.py's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.charts.conftest import (
+    CHARTS_DIR,
+    COMPONENTS,
+    FLOWS,
+    HelmError,
+    all_containers,
+    by_kind,
+    one,
+    pod_labels,
+    render_chart,
+    workloads,
+)
+
+# Every chart with a Service renders a policy: the servers of FLOWS, in the guide's order.
+POLICY_CHARTS = [chart for chart in COMPONENTS if chart in FLOWS]
+# The pod ports of charts/README.md's flows table (DESIGN.md's numbers, datasource's 80 -> 8000).
+POD_PORTS = {
+    "postgres": [5432],
+    "redis": [6379],
+    "minio": [9000, 9001],
+    "mlflow": [5000],
+    "prometheus": [9090],
+    "grafana": [3000],
+    "airflow": [8080, 8793, 8794],
+    "fastapi": [8989],
+    "streamlit": [8501],
+    "datasource": [8000],
+}
+# Policy ports no Service fronts: Airflow's worker (8793) and triggerer (8794) log servers, which
+# the api-server reaches pod to pod.
+NOT_BEHIND_A_SERVICE = {"airflow": [8793, 8794]}
+# extraFrom peers: appended as they are, after the allowed clients.
+EXTRA_PEERS = [
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    {"ipBlock": {"cidr": "10.0.0.0/8"}},
+]
+LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
+
+per_chart = pytest.mark.parametrize("chart", POLICY_CHARTS)
+
+
+def peer(name: str) -> dict[str, Any]:
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+
+def policy(chart: str, values: dict | None = None) -> dict[str, Any]:
+    return one(render_chart(chart, values), "NetworkPolicy", chart)
+
+
+def default_clients(chart: str) -> list[str]:
+    values = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text())
+    return values["networkPolicy"]["allowedClients"]
+
+
+def pods_behind(objects: list[dict[str, Any]], service: dict[str, Any]) -> list[dict[str, Any]]:
+    selector = service["spec"]["selector"].items()
+    return [w for w in workloads(objects) if selector <= pod_labels(w).items()]
+
+
+def container_ports(workload: dict[str, Any]) -> dict[str, int]:
+    ports = (p for c in all_containers(workload) for p in c.get("ports", []))
+    return {p["name"]: p["containerPort"] for p in ports}
+
+
+def ports_behind_services(objects: list[dict[str, Any]]) -> list[int]:
+    """The numeric pod ports the chart's Services target, in order, each once."""
+    found: list[int] = []
+    for service in by_kind(objects, "Service"):
+        behind = pods_behind(objects, service)
+        assert behind, f"Service {service['metadata']['name']} selects no pod"
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            for workload in behind:
+                number = target if isinstance(target, int) else container_ports(workload)[target]
+                if number not in found:
+                    found.append(number)
+    return found
+
+
+def expected_ports(chart: str, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ports = ports_behind_services(objects) + NOT_BEHIND_A_SERVICE.get(chart, [])
+    assert ports == POD_PORTS[chart], "the documented pod ports"
+    return [{"port": port, "protocol": "TCP"} for port in ports]
+
+
+def test_every_chart_with_a_service_and_only_those_render_a_policy() -> None:
+    assert set(POLICY_CHARTS) == set(FLOWS) == set(POD_PORTS)
+    for chart in COMPONENTS:
+        objects = render_chart(chart)
+        expected = 1 if chart in FLOWS else 0
+        assert len(by_kind(objects, "NetworkPolicy")) == expected, chart
+        assert bool(by_kind(objects, "Service")) == bool(expected), chart
+
+
+@per_chart
+def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str) -> None:
+    objects = render_chart(chart)
+    (found,) = by_kind(objects, "NetworkPolicy")
+    assert found["metadata"]["name"] == chart
+    spec = found["spec"]
+    # The chart's pods: the selector labels its servers share (name and instance only).
+    servers = [w for w in workloads(objects) if w["kind"] in LONG_RUNNING]
+    shared = set.intersection(*(set(w["spec"]["selector"]["matchLabels"].items()) for w in servers))
+    labels = {"app.kubernetes.io/name": chart, "app.kubernetes.io/instance": chart}
+    assert spec["podSelector"] == {"matchLabels": labels}
+    assert set(labels.items()) == shared
+    selected = [w for w in workloads(objects) if labels.items() <= pod_labels(w).items()]
+    for service in by_kind(objects, "Service"):
+        for workload in pods_behind(objects, service):
+            assert workload in selected, f"{service['metadata']['name']}: {workload['metadata']}"
+    assert spec["policyTypes"] == ["Ingress"]
+    clients = default_clients(chart)
+    assert set(clients) == FLOWS[chart]
+    assert len(clients) == len(FLOWS[chart]), "each client once"
+    if not clients:
+        assert spec["ingress"] == [], "no in-cluster client: port-forward or extraFrom"
+        return
+    ports = expected_ports(chart, objects)
+    assert spec["ingress"] == [{"from": [peer(name) for name in clients], "ports": ports}]
+    # Every port admitted is one the selected pods listen on (Airflow's log servers too).
+    listening = {port for workload in selected for port in container_ports(workload).values()}
+    assert {p["port"] for p in ports} <= listening
+
+
+@per_chart
+def test_ports_follow_the_pod_port_not_the_service_port(chart: str) -> None:
+    values = {"service": {"port": 18080}, "networkPolicy": {"allowedClients": ["ui"]}}
+    objects = render_chart(chart, values)
+    service_ports = [p["port"] for s in by_kind(objects, "Service") for p in s["spec"]["ports"]]
+    assert 18080 in service_ports, "the Service port did change"
+    (rule,) = one(objects, "NetworkPolicy", chart)["spec"]["ingress"]
+    assert rule == {"from": [peer("ui")], "ports": expected_ports(chart, objects)}
+
+
+@per_chart
+def test_policy_can_be_turned_off(chart: str) -> None:
+    off = render_chart(chart, {"networkPolicy": {"enabled": False}})
+    assert by_kind(off, "NetworkPolicy") == []
+
+
+@per_chart
+def test_no_client_admits_nothing_in_cluster(chart: str) -> None:
+    assert policy(chart, {"networkPolicy": {"allowedClients": []}})["spec"]["ingress"] == []
+
+
+@per_chart
+@pytest.mark.parametrize("clients", [None, ["ui"], []], ids=["default", "one", "none"])
+def test_extra_peers_come_after_the_clients_on_the_same_ports(
+    chart: str, clients: list[str] | None
+) -> None:
+    values: dict[str, Any] = {"extraFrom": EXTRA_PEERS}
+    if clients is not None:
+        values["allowedClients"] = clients
+    objects = render_chart(chart, {"networkPolicy": values})
+    admitted = default_clients(chart) if clients is None else clients
+    assert one(objects, "NetworkPolicy", chart)["spec"]["ingress"] == [
+        {"from": [*map(peer, admitted), *EXTRA_PEERS], "ports": expected_ports(chart, objects)}
+    ]
+
+
+@per_chart
+def test_schema_rejects_a_client_that_is_not_a_dns_label(chart: str) -> None:
+    with pytest.raises(HelmError, match="/networkPolicy/allowedClients/0"):
+        render_chart(chart, {"networkPolicy": {"allowedClients": ["Not A Label"]}})
