@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test lint format bench install clean
+.PHONY: up down status demo test lint format bench install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its test tools
 
-up: install ## Start the local platform and run the data pipeline once
+up: install ## Start the whole platform locally (PostgreSQL, S3, MLflow, simulator, API, UI, Airflow) with a first model
 	$(VENV)/bin/mlops up
 
 down: install ## Stop the local platform (data is kept)
@@ -23,6 +23,9 @@ down: install ## Stop the local platform (data is kept)
 
 status: install
 	$(VENV)/bin/mlops status
+
+demo: install ## The whole lifecycle, headless, in a temporary folder; prints a summary
+	$(VENV)/bin/mlops demo
 
 lint: install ## ruff: lint and formatting
 	$(VENV)/bin/ruff check src tests dags bench
@@ -57,6 +60,7 @@ bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
 	$(PY) bench/ingest.py
 	$(PY) bench/train.py
 	$(PY) bench/serve.py
+	$(PY) bench/local_platform.py
 
 clean: ## Remove the virtualenv and caches (not the .mlops state folder)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -167,7 +167,11 @@ def pid_of(settings: Settings, name: str) -> int | None:
         postgres = local_postgres(settings)
         if not postgres.is_running():
             return None
-        return int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        try:
+            pid = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        return pid if pid > 0 else None  # negative: a single-user backend (initdb), not a server
     return service(settings, name).pid()
 
 
