@@ -87,14 +87,14 @@ def run_demo(settings: Settings, say: Say, keep: Path | None = None) -> dict[str
     temporary one."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mlops-demo-") as folder:
-        state = keep or Path(folder) / "state"
-        demo = platform.on_free_ports(settings.replace(state_dir=state))
+        state_dir = keep or Path(folder) / "state"
+        demo = platform.on_free_ports(settings.replace(state_dir=state_dir))
         try:
             platform.up(
                 demo,
                 services=platform.DEMO,
-                progress=lambda name, state_, detail: (
-                    say(f"{name}: {state_} {detail}".rstrip()) if state_ != "starting" else None
+                progress=lambda name, state, took: (
+                    state != "starting" and say(f"{name}: {state} {took}".rstrip())
                 ),
             )
             driven = drive(demo, say)

@@ -18,13 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from sqlalchemy.engine import make_url
 
 from mlops_platform.local import airflow
 from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
 from mlops_platform.local.postgres import LocalPostgres, free_port, port_is_free
-from mlops_platform.local.processes import Service
+from mlops_platform.local.processes import Service, answers, wait_until
 from mlops_platform.local.s3 import LocalS3, wait_s3
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import normalise_url
@@ -189,30 +188,6 @@ def check_ports(settings: Settings, names: Sequence[str]) -> None:
         raise PlatformError("\n".join(taken))
 
 
-def _healthy_http(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    return check
-
-
-def _wait(name: str, check: Callable[[], bool], process: Service | None, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if process is not None and process.pid() is None:
-            tail = process.log_file.read_text(errors="replace")[-1500:]
-            raise PlatformError(
-                f"{name} exited while starting; the end of {process.log_file}:\n{tail}"
-            )
-        time.sleep(0.25)
-    raise PlatformError(f"{name} was not healthy within {timeout_s:.0f}s; see `mlops logs {name}`")
-
-
 # Services start tier by tier: everything in a tier is launched at once, then each is waited
 # for. A tier needs only the tiers before it (MLflow needs PostgreSQL and S3; the API, MLflow).
 TIERS = (("postgres",), ("s3",), ("mlflow", "datasource"), ("api", "ui"), AIRFLOW)
@@ -285,7 +260,11 @@ def _await(settings: Settings, name: str) -> None:
         return
     if name in AIRFLOW:
         component = AIRFLOW_COMPONENT[name]
-        _wait(name, lambda: airflow.health(settings).get(component) == "healthy", process, 180)
+
+        def healthy() -> bool:
+            return airflow.health(settings).get(component) == "healthy"
+
+        wait_until(name, healthy, 180, process)
         return
     health = {
         "mlflow": f"{settings.mlflow_tracking_uri}/health",
@@ -293,7 +272,7 @@ def _await(settings: Settings, name: str) -> None:
         "api": f"{settings.api_url}/healthz",
         "ui": f"http://127.0.0.1:{settings.ui_port}/_stcore/health",
     }[name]
-    _wait(name, _healthy_http(health), process, 120)
+    wait_until(name, lambda: answers(health), 120, process)
 
 
 def up(

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,17 +90,36 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def wait_http(url: str, timeout_s: float = 60.0, process: Service | None = None) -> None:
-    """Wait until ``url`` answers 200; fail early, with the log's tail, if the process died."""
+class StartError(RuntimeError):
+    """A service exited while starting, or was not healthy in time; the message says which."""
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` answers 200 now."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(
+    what: str, healthy: Callable[[], bool], timeout_s: float, process: Service | None = None
+) -> None:
+    """Poll ``healthy``; fail early, with the log's tail, if ``process`` died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+        if healthy():
+            return
         if process is not None and process.pid() is None:
             tail = process.log_file.read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"{process.name} exited while starting; its log ends:\n{tail}")
+            raise StartError(
+                f"{what} exited while starting; the end of {process.log_file}:\n{tail}"
+            )
         time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s")
+    hint = f"; see `mlops logs {process.name}`" if process is not None else ""
+    raise StartError(f"{what} was not healthy within {timeout_s:.0f}s{hint}")
+
+
+def wait_http(url: str, timeout_s: float = 60.0, process: Service | None = None) -> None:
+    """Wait until ``url`` answers 200."""
+    wait_until(url, lambda: answers(url), timeout_s, process)
