@@ -149,12 +149,31 @@ def token(settings: Settings, timeout_s: float = 10.0) -> str:
     return response.json()["access_token"]
 
 
-def dags(settings: Settings) -> dict[str, bool]:
-    """DAG id -> paused, as Airflow's REST API lists them."""
+def _get(settings: Settings, path: str) -> dict:
     response = httpx.get(
-        f"{base_url(settings)}/api/v2/dags",
+        f"{base_url(settings)}/api/v2/{path}",
         headers={"Authorization": f"Bearer {token(settings)}"},
         timeout=10,
     )
     response.raise_for_status()
-    return {dag["dag_id"]: bool(dag["is_paused"]) for dag in response.json()["dags"]}
+    return response.json()
+
+
+def dags(settings: Settings) -> dict[str, bool]:
+    """DAG id -> paused, as Airflow's REST API lists them."""
+    return {dag["dag_id"]: bool(dag["is_paused"]) for dag in _get(settings, "dags")["dags"]}
+
+
+def dag_files(settings: Settings) -> list[Path]:
+    """The DAG files of ``dags_dir`` (one DAG each in this project)."""
+    return sorted(p for p in settings.dags_dir.glob("*.py") if not p.name.startswith("_"))
+
+
+def dags_loaded(settings: Settings) -> bool:
+    """Every DAG file is parsed: listed as a DAG or reported as an import error. Until then
+    Airflow is healthy but shows fewer DAGs than the folder holds."""
+    try:
+        errors = _get(settings, "importErrors")["total_entries"]
+        return len(dags(settings)) + errors >= len(dag_files(settings))
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False

@@ -265,6 +265,13 @@ def _await(settings: Settings, name: str) -> None:
             return airflow.health(settings).get(component) == "healthy"
 
         wait_until(name, healthy, 180, process)
+        if name == "airflow-dag-processor":
+            wait_until(
+                f"the DAGs of {settings.dags_dir}",
+                lambda: airflow.dags_loaded(settings),
+                120,
+                process,
+            )
         return
     health = {
         "mlflow": f"{settings.mlflow_tracking_uri}/health",
@@ -285,6 +292,11 @@ def up(
     if unknown:
         raise PlatformError(f"unknown services {sorted(unknown)}; known: {', '.join(ALL)}")
     names = [name for name in ALL if name in services]
+    if set(names) & set(AIRFLOW) and not settings.dags_dir.is_dir():
+        raise PlatformError(
+            f"the DAGs folder {settings.dags_dir.resolve()} does not exist: run `mlops up` from "
+            "the repository root, or set MLOPS_DAGS_DIR to the folder of the DAGs"
+        )
     check_ports(settings, names)
     mark_state(settings.state_dir)
     for tier in TIERS:
