@@ -110,3 +110,12 @@ def test_purge_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not deleting it" in result.stdout
     assert (precious / "thesis.tex").exists()
+
+
+def test_a_missing_dags_folder_is_named(tmp_path: Path) -> None:
+    settings = fresh_settings(tmp_path / "state", dags_dir=tmp_path / "nowhere")
+    result = mlops(["up"], settings)
+    assert result.returncode == 1
+    assert "does not exist" in result.stdout
+    assert "MLOPS_DAGS_DIR" in result.stdout
+    assert processes_of(settings) == []

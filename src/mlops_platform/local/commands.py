@@ -97,7 +97,7 @@ def up(settings: Settings, no_pipeline: bool) -> None:
     apps = [name for name in platform.ALL if name not in platform.AIRFLOW]
     started = time.monotonic()
     try:
-        platform.check_ports(settings, platform.ALL)
+        platform.preflight(settings, platform.ALL)
         with _progress() as progress:
             lines = _Lines(progress, [*apps, "first model", *platform.AIRFLOW])
             platform.up(settings, lines, services=apps)

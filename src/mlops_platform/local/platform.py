@@ -174,8 +174,14 @@ def pid_of(settings: Settings, name: str) -> int | None:
     return service(settings, name).pid()
 
 
-def check_ports(settings: Settings, names: Sequence[str]) -> None:
-    """Each service that is not running yet needs its port free: say which one is taken."""
+def preflight(settings: Settings, names: Sequence[str]) -> None:
+    """What would make starting ``names`` fail half-way, said before anything starts: a port
+    another program holds, a DAGs folder that is not there."""
+    if set(names) & set(AIRFLOW) and not settings.dags_dir.is_dir():
+        raise PlatformError(
+            f"the DAGs folder {settings.dags_dir.resolve()} does not exist: run `mlops up` from "
+            "the repository root, or set MLOPS_DAGS_DIR to the folder of the DAGs"
+        )
     taken = []
     for name in names:
         endpoint = endpoints(settings)[name]
@@ -292,12 +298,7 @@ def up(
     if unknown:
         raise PlatformError(f"unknown services {sorted(unknown)}; known: {', '.join(ALL)}")
     names = [name for name in ALL if name in services]
-    if set(names) & set(AIRFLOW) and not settings.dags_dir.is_dir():
-        raise PlatformError(
-            f"the DAGs folder {settings.dags_dir.resolve()} does not exist: run `mlops up` from "
-            "the repository root, or set MLOPS_DAGS_DIR to the folder of the DAGs"
-        )
-    check_ports(settings, names)
+    preflight(settings, names)
     mark_state(settings.state_dir)
     for tier in TIERS:
         members = [name for name in tier if name in names]
