@@ -220,7 +220,8 @@ def readme_secret_keys() -> dict[str, set[str]]:
     for line in section.splitlines():
         row = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|([^|]*)\|", line)
         if row:
-            table[row.group(1)] = set(re.findall(r"`([a-z0-9-]+)`", row.group(2)))
+            # Keys are hyphenated (`db-password`); a plain word in backticks names a database.
+            table[row.group(1)] = set(re.findall(r"`([a-z0-9]+-[a-z0-9-]+)`", row.group(2)))
     return table
 
 
