@@ -86,7 +86,7 @@ def main() -> None:
     body = json.dumps({"group_number": 1, "day": "Wednesday", "batch_number": 1, "data": records})
     received = parse_batch(body, "bench", 1, "Wednesday").records  # as the client hands them
     with tempfile.TemporaryDirectory() as folder:
-        server = LocalPostgres(Path(folder) / "data", free_port())
+        server = LocalPostgres(Path(folder) / "data", free_port(), durable=False)
         server.init()
         server.start()
         try:

@@ -27,7 +27,7 @@ _counter = itertools.count()
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
     root = tmp_path_factory.mktemp("postgres")
-    server = LocalPostgres(root / "data", free_port())
+    server = LocalPostgres(root / "data", free_port(), durable=False)
     server.init()
     server.start()
     for store in ("raw", "clean"):

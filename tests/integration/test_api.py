@@ -472,7 +472,7 @@ def test_shutdown_writes_what_is_still_queued(trained: Trained, stores: Stores) 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
     """A PostgreSQL server of this test's own, so the test can stop it."""
-    server = LocalPostgres(tmp_path / "pg" / "data", free_port())
+    server = LocalPostgres(tmp_path / "pg" / "data", free_port(), durable=False)
     server.init()
     server.start()
     try:

@@ -88,6 +88,9 @@ class LocalPostgres:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
+    # False trades crash safety for speed (no fsync): for tests and benchmarks, whose databases
+    # are thrown away. `mlops up` keeps the user's data, so it stays durable.
+    durable: bool = True
 
     @property
     def log_file(self) -> Path:
@@ -146,11 +149,9 @@ class LocalPostgres:
         self.log_file.touch()
         if user:
             shutil.chown(self.log_file, user, user)
-        options = (
-            f"-p {self.port} -h {self.host} -k {self.data_dir} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
+        options = f"-p {self.port} -h {self.host} -k {self.data_dir} -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         result = subprocess.run(
             [
                 _bin("pg_ctl"),
