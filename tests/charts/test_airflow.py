@@ -454,6 +454,37 @@ def test_git_sync_follows_values() -> None:
     assert dags_folder == "/git/repo/airflow/dags"
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_git_sync_credentials_for_a_private_repository(executor: str) -> None:
+    """Every git-sync container (sidecars, init containers, the task pod template) reads the
+    login from the named Secret; a public repository (the default) needs none."""
+    public = render_chart(CHART, {"executor": executor})
+    for _, spec in pods(public):
+        for container in spec_containers(spec):
+            if is_git_sync(container):
+                assert "env" not in container
+    private = render_chart(
+        CHART, {"executor": executor, "gitSync": {"credentialsSecret": "git-credentials"}}
+    )
+    seen = 0
+    for name, spec in pods(private):
+        for container in spec_containers(spec):
+            if is_git_sync(container):
+                seen += 1
+                refs = {
+                    item["name"]: item["valueFrom"]["secretKeyRef"] for item in container["env"]
+                }
+                assert refs == {
+                    "GITSYNC_USERNAME": {"name": "git-credentials", "key": "username"},
+                    "GITSYNC_PASSWORD": {"name": "git-credentials", "key": "password"},
+                }, name
+    assert seen >= 2 * len(
+        [r for r in DAG_READERS if executor == "CeleryExecutor" or r != "worker"]
+    )
+    with pytest.raises(HelmError, match="/gitSync/credentialsSecret"):
+        render_chart(CHART, {"gitSync": {"credentialsSecret": "Not A Secret"}})
+
+
 def test_api_server_has_no_git_sync_and_no_dags() -> None:
     """Airflow 3's api-server serves serialized DAGs from the database: it reads no DAG file."""
     spec = pod_spec(deployment(render_chart(CHART), "api-server"))

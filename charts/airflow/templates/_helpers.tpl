@@ -326,6 +326,20 @@ gitSync.period and answers its probes on gitSync.httpPort.
     - --max-failures={{ $gs.maxFailures }}
     - --http-bind=:{{ $gs.httpPort }}
     {{- end }}
+  {{- with $gs.credentialsSecret }}
+  # A private repository: git-sync v4 reads these variables as --username / --password.
+  env:
+    - name: GITSYNC_USERNAME
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: username
+    - name: GITSYNC_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: password
+  {{- end }}
   {{- if not .init }}
   ports:
     - name: git-sync
