@@ -24,9 +24,12 @@ def mlops(
     args: list[str], settings: Settings, timeout_s: float = 600, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """`mlops ARGS` in a child process with ``settings`` as its MLOPS_* environment."""
+    environment = {**os.environ, **settings.to_env(), "COLUMNS": "200", **env}
+    # As a user who chose no hook token: the local platform generates one.
+    environment.pop("MLOPS_API_TOKEN", None)
     return subprocess.run(
         [sys.executable, "-m", "mlops_platform.cli", *args],
-        env={**os.environ, **settings.to_env(), "COLUMNS": "200", **env},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=timeout_s,

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from mlops_platform.local import airflow, platform
+from mlops_platform.local.keys import keys
 from tests.e2e.conftest import fresh_settings, mlops, processes_of
 
 pytestmark = pytest.mark.integration
@@ -34,8 +35,9 @@ def test_up_status_logs_down(tmp_path: Path) -> None:
         for name in platform.ALL:
             assert name in first.stdout
         assert "first model" in first.stdout
-        password = airflow.keys(settings)["admin_password"]
-        assert password in first.stdout, "the table of URLs gives the Airflow login"
+        secrets = keys(settings)
+        assert secrets["admin_password"] in first.stdout, "the table gives the Airflow login"
+        assert secrets["api_token"] in first.stdout, "and the hook token, generated, not a default"
 
         # Every service answers on its own health endpoint.
         with psycopg.connect(

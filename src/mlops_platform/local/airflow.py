@@ -2,22 +2,22 @@
 LocalExecutor, metadata in the local PostgreSQL, the repository's ``dags/``.
 
 Everything is configured by ``AIRFLOW__*`` variables (no airflow.cfg to keep in sync) under
-``<state>/airflow``. Keys and the admin password are generated once and kept there, so a restart
-keeps sessions, encrypted connections and the login. Login is Airflow 3's SimpleAuthManager with
-a passwords file we write (Airflow would otherwise generate one and print it in a log).
+``<state>/airflow``. Keys and the admin password are generated once (``local.keys``) and kept,
+so a restart keeps sessions, encrypted connections and the login. Login is Airflow 3's
+SimpleAuthManager with a passwords file we write (Airflow would otherwise generate one and print
+it in a log).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 import shutil
 import sys
 from pathlib import Path
 
 import httpx
 
+from mlops_platform.local.keys import keys
 from mlops_platform.settings import Settings
 
 HEALTH_PATH = "/api/v2/monitor/health"
@@ -39,23 +39,6 @@ def airflow_binary() -> str:
             "the `airflow` command is not installed: pip install -e '.[airflow]' (make install)"
         )
     return found
-
-
-def keys(settings: Settings) -> dict[str, str]:
-    """Fernet key, API and JWT secrets, admin password: made on first use, then read back."""
-    path = home(settings) / "keys.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    made = {
-        "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "api_secret_key": secrets.token_urlsafe(32),
-        "jwt_secret": secrets.token_urlsafe(32),
-        "admin_password": secrets.token_urlsafe(12),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(made, indent=2))
-    return made
 
 
 def passwords_file(settings: Settings) -> Path:

@@ -18,6 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlops_platform.local import airflow, platform
+from mlops_platform.local.keys import keys, with_hook_token
 from mlops_platform.settings import Settings
 
 console = Console()
@@ -73,7 +74,7 @@ def credentials_table(settings: Settings) -> Table:
     table = Table(title="Open these")
     for column in ("what", "url", "login"):
         table.add_column(column)
-    password = airflow.keys(settings)["admin_password"]
+    password = keys(settings)["admin_password"]
     table.add_row(
         "Airflow (DAGs)",
         airflow.base_url(settings),
@@ -202,7 +203,7 @@ def register(app: typer.Typer, load: Callable[[], Settings]) -> None:
 
         PostgreSQL, S3, MLflow, the simulator, the inference API, the UI and Airflow.
         """
-        up(load(), no_pipeline)
+        up(with_hook_token(load()), no_pipeline)
 
     @app.command("status")
     def status_command() -> None:
