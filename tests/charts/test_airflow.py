@@ -203,7 +203,26 @@ def test_every_airflow_container_runs_the_pinned_platform_image() -> None:
     objects = render_chart(CHART)
     for name, spec in pods(objects):
         for container in airflow_containers(spec):
-            assert container["image"] == "mlops/airflow:3.3.2", f"{name}/{container['name']}"
+            assert container["image"] == "mlops/platform:0.1.0", f"{name}/{container['name']}"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_commands_run_as_given_with_no_image_entrypoint(mode: str) -> None:
+    """The image has no entrypoint: every container and probe names its program; the task pod's
+    `base` has no command, as the KubernetesExecutor's `args` (the task's command) run as given."""
+    for name, spec in pods(render_chart(CHART, MODES[mode])):
+        for container in airflow_containers(spec):
+            where = f"{mode}: {name}/{container['name']}"
+            if name == "pod-template":
+                assert not {"command", "args"} & set(container), where
+                continue
+            assert container["command"] == ["bash", "-c"], where
+            (script,) = container["args"]
+            assert re.match(r"(exec airflow |set -)", script), where
+            for probe in ("livenessProbe", "readinessProbe"):
+                if "exec" in container.get(probe, {}):
+                    command = container[probe]["exec"]["command"][-1]
+                    assert re.search(r"\bexec (airflow|python) ", command), f"{where} {probe}"
 
 
 # --- configuration from the environment ---------------------------------------------------------
@@ -301,7 +320,7 @@ def test_one_shared_environment_in_every_airflow_container() -> None:
 
 def test_every_env_airflow_option_exists_in_airflow_3_3() -> None:
     options = airflow_config_options()
-    # Options of providers in the official image (not installed in this test environment).
+    # Options of providers in the image's lock (not all installed in this test environment).
     provider_options = {
         "celery": {"broker_url", "result_backend", "worker_concurrency"},
         "kubernetes_executor": {"namespace", "pod_template_file", "delete_worker_pods"},
@@ -753,7 +772,7 @@ def test_log_server_ports_are_declared() -> None:
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_read_only_root_with_writable_logs_and_tmp(mode: str) -> None:
     for name, spec in pods(render_chart(CHART, MODES[mode])):
-        assert spec["securityContext"]["runAsUser"] == 50000, name
+        assert spec["securityContext"]["runAsUser"] == 10001, name
         for container in spec_containers(spec):
             ctx = container["securityContext"]
             assert ctx["readOnlyRootFilesystem"] is True, f"{name}/{container['name']}"

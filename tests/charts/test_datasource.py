@@ -63,7 +63,7 @@ def test_runs_mlops_datasource_serve() -> None:
     c = container()
     assert c["command"] == ["mlops"]
     assert c["args"] == ["datasource", "serve", "--host", "0.0.0.0", "--port", "8000"]
-    assert c["image"] == "mlops/app:0.1.0"
+    assert c["image"] == "mlops/platform:0.1.0"
 
 
 def test_one_pod_replaced_not_rolled() -> None:

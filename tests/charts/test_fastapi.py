@@ -56,7 +56,7 @@ def test_runs_mlops_serve_api() -> None:
     c = container()
     assert c["command"] == ["mlops"]
     assert c["args"] == ["serve", "api", "--host", "0.0.0.0", "--port", "8989"]
-    assert c["image"] == "mlops/app:0.1.0"
+    assert c["image"] == "mlops/platform:0.1.0"
 
 
 def test_probes_use_the_api_health_endpoints_that_exist() -> None:
@@ -260,13 +260,9 @@ def test_schema_rejects_typos_and_bad_types(values: dict, message: str) -> None:
         objects(values)
 
 
-def test_image_and_user_match_the_app_dockerfile() -> None:
-    dockerfile = (REPO / "docker" / "app.Dockerfile").read_text()
+def test_app_version_is_the_package_version() -> None:
+    """The image's tag and user: test_dockerfile.py."""
     version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
     assert version
-    assert container()["image"] == f"mlops/app:{version.group(1)}"
     chart = yaml.safe_load((CHARTS_DIR / CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == version.group(1)
-    user = re.search(r"^USER (\d+)", dockerfile, re.M)
-    assert user
-    assert pod_spec(deployment())["securityContext"]["runAsUser"] == int(user.group(1))

@@ -131,17 +131,12 @@ def test_same_flags_and_environment_as_the_local_platform() -> None:
             assert env[name]["value"] == value, name
 
 
-def test_image_matches_the_dockerfile() -> None:
-    dockerfile = (REPO / "docker" / "mlflow.Dockerfile").read_text()
-    version = re.search(r"^ARG MLFLOW_VERSION=(\S+)$", dockerfile, re.M)
-    assert version, "docker/mlflow.Dockerfile must pin MLFLOW_VERSION"
-    container = server_container()
-    assert container["image"] == f"mlops/mlflow:{version.group(1)}"
+def test_runs_the_platform_image_with_the_locked_mlflow() -> None:
+    """Tag and user of the image: test_dockerfile.py. Its MLflow is the one the lock pins."""
+    assert server_container()["image"] == "mlops/platform:0.1.0"
+    version = re.search(r"^mlflow==(\S+)$", (REPO / "requirements.lock").read_text(), re.M)
+    assert version, "requirements.lock must pin mlflow"
     chart = (CHARTS_DIR / "mlflow" / "Chart.yaml").read_text()
     assert f'appVersion: "{version.group(1)}"' in chart
-    uid = re.search(r"^USER (\d+)", dockerfile, re.M)
-    assert uid
-    pod = pod_spec(one(render_chart("mlflow"), "Deployment"))
-    assert pod["securityContext"]["runAsUser"] == int(uid.group(1))
     for c in all_containers(one(render_chart("mlflow"), "Deployment")):
         assert c["securityContext"]["readOnlyRootFilesystem"] is True

@@ -58,7 +58,7 @@ def test_runs_mlops_serve_ui() -> None:
     c = container()
     assert c["command"] == ["mlops"]
     assert c["args"] == ["serve", "ui", "--host", "0.0.0.0", "--port", "8501"]
-    assert c["image"] == "mlops/app:0.1.0"
+    assert c["image"] == "mlops/platform:0.1.0"
 
 
 def test_probes_use_streamlit_health() -> None:

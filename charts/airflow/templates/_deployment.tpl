@@ -3,7 +3,7 @@ One Airflow Deployment (scheduler, dag-processor, triggerer, Celery worker), fro
   root         the chart context ($)
   component    name suffix and app.kubernetes.io/component (scheduler, dag-processor, ...)
   values       the component's values (replicas, resources, livenessProbe, readinessProbe)
-  command      the Airflow command, run through the image's entrypoint (`exec airflow ...`)
+  command      the Airflow command, run as `bash -c "exec airflow ..."` (no image entrypoint)
   probe        the command of the exec liveness/readiness probes
   ports        container ports: list of dicts {name, port}
   podTemplate  mount the KubernetesExecutor pod template and use the scheduler's ServiceAccount
@@ -61,10 +61,8 @@ spec:
         - name: {{ .component }}
           image: {{ include "airflow.image" $root.Values.image }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-          args:
-            - bash
-            - -c
-            - exec {{ .command }}
+          command: ["bash", "-c"]
+          args: [{{ printf "exec %s" .command | quote }}]
           env:
             {{- include "airflow.env" $root | nindent 12 }}
           {{- with .ports }}

@@ -197,7 +197,7 @@ through Kubernetes' $(VAR) expansion, so no password is ever written in a pod sp
 # Workers and task pods report to the api-server's execution API through its Service.
 - name: AIRFLOW__CORE__EXECUTION_API_SERVER_URL
   value: {{ printf "http://%s:%v/execution/" $webserver .Values.service.port | quote }}
-# FAB auth manager (apache-airflow-providers-fab, in the official image): users in the metadata
+# FAB auth manager (apache-airflow-providers-fab, in requirements.lock): users in the metadata
 # database, `airflow users create`; `airflow db migrate` migrates its tables too.
 - name: AIRFLOW__CORE__AUTH_MANAGER
   value: airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager
@@ -386,10 +386,8 @@ Init container of every Deployment when the migrations run after the Deployments
 - name: wait-for-migrations
   image: {{ include "airflow.image" .Values.image }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
-  args:
-    - bash
-    - -c
-    - exec airflow db check-migrations --migration-wait-timeout {{ .Values.migrateJob.waitTimeoutSeconds }}
+  command: ["bash", "-c"]
+  args: ["exec airflow db check-migrations --migration-wait-timeout {{ .Values.migrateJob.waitTimeoutSeconds }}"]
   env:
     {{- include "airflow.env" . | nindent 4 }}
   resources:
@@ -414,15 +412,15 @@ have run yet), then the first git-sync clone.
 {{- end }}
 
 {{/*
-An exec probe running an Airflow command through the image's entrypoint, quietly and without
-waiting for the database first: dict "command" "airflow jobs check ..." "timing" $probeValues.
+An exec probe running a command (from the image's PATH) quietly, through a shell so that
+$(hostname) expands: dict "command" "airflow jobs check ..." "timing" $probeValues.
 */}}
 {{- define "airflow.execProbe" -}}
 exec:
   command:
     - sh
     - -c
-    - CONNECTION_CHECK_MAX_COUNT=0 AIRFLOW__LOGGING__LOGGING_LEVEL=ERROR exec /entrypoint {{ .command }}
+    - AIRFLOW__LOGGING__LOGGING_LEVEL=ERROR exec {{ .command }}
 {{- toYaml .timing | nindent 0 }}
 {{- end }}
 
