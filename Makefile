@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up down status demo test lint format bench install clean
 
-$(STAMP): pyproject.toml
+# The lock pins every dependency of the package and its `airflow` extra: the image installs it
+# exactly, and the test venv is constrained by it, so tests run the versions the image ships.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its test tools
@@ -32,7 +34,22 @@ lint: install ## ruff: lint and formatting
 	$(VENV)/bin/ruff format --check src tests dags bench
 
 test: install lint charts-test ## Set up everything and run the whole test suite
-	$(VENV)/bin/pytest --ignore=tests/charts
+	$(VENV)/bin/pytest --ignore=tests/charts --ignore=tests/images
+	$(MAKE) --no-print-directory images-test
+
+.PHONY: images images-test lock
+images: ## Build mlops/platform:<version> (Docker when an engine answers, else buildah + podman)
+	@scripts/images.sh
+
+images-test: install images ## Run every pod spec of ours from the image under podman, as a kubelet would
+	@scripts/images.sh --tools
+	@scripts/ensure-tools.sh >/dev/null
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(VENV)/bin/pytest tests/images -rA -q
+
+lock: install ## Re-pin requirements.lock from pyproject.toml (then commit it with the change)
+	$(VENV)/bin/pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra airflow --universal --python-version 3.11 \
+	  --no-header --quiet -o requirements.lock
 
 .PHONY: charts-test
 charts-test: install ## Helm charts: get helm/promtool, lint --strict, render (+ ci/*.yaml), package, tests/charts
@@ -67,7 +84,7 @@ clean: ## Remove the virtualenv and caches (not the .mlops state folder)
 
 ## Kubernetes (docs/deployment.md) ###############################################################
 # The deployment guide's commands, from the repository root, against kubectl's current context:
-#   make k8s-images k8s-install    build the images into minikube, install the three packages
+#   make k8s-images k8s-install    build the image into minikube, install the three packages
 #   make port-forward              every UI on localhost (Ctrl-C stops them all)
 #   make k8s-upgrade               helm upgrade every release, in the same order
 #   make k8s-reset [CONFIRM=yes]   delete every release, volume and the namespace (asks first)
@@ -111,11 +128,9 @@ endef
 
 .PHONY: k8s-images k8s-install k8s-upgrade k8s-reset port-forward
 
-k8s-images: ## Build the app, airflow and mlflow images inside minikube (guide, step 2)
-	@echo "==> Building the three images inside minikube's container runtime"
-	$(MINIKUBE) image build -t mlops/app:0.1.0 -f docker/app.Dockerfile .
-	$(MINIKUBE) image build -t mlops/airflow:3.3.2 -f docker/airflow.Dockerfile .
-	$(MINIKUBE) image build -t mlops/mlflow:3.17.2 -f docker/mlflow.Dockerfile .
+k8s-images: ## Build the platform image inside minikube (guide, step 2)
+	@echo "==> Building mlops/platform:0.1.0 inside minikube's container runtime"
+	$(MINIKUBE) image build -t mlops/platform:0.1.0 -f docker/Dockerfile .
 
 k8s-install: ## Install every chart in the guide's three packages, waiting after each (step 3)
 	@echo "==> Namespace $(NAMESPACE) (created when missing)"
