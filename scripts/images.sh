@@ -2,7 +2,8 @@
 # Build the platform's image, mlops/platform:<package version>, from docker/Dockerfile.
 #
 #   scripts/images.sh            build it (Docker when an engine answers, else buildah)
-#   scripts/images.sh --tools    only install what the image tests need (podman, runc, redis)
+#   scripts/images.sh --tools    what the image tests need: podman, runc, redis, and the image in
+#                                podman's storage (copied from Docker when Docker built it)
 #   scripts/images.sh --size     print the image's size in bytes
 #
 # Without a Docker engine (CI, this kind of machine) it uses Debian's buildah and podman
@@ -143,8 +144,17 @@ size_of() {
   fi
 }
 
+# The image tests run the image under podman: an image Docker built is copied into its storage.
+ensure_in_podman() {
+  podman image exists "$IMAGE" 2>/dev/null && return
+  if docker_engine && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    log "copying $IMAGE from Docker into podman's storage (the image tests run it with podman) ..."
+    docker save "$IMAGE" | podman load --quiet >/dev/null
+  fi
+}
+
 case "${1:-}" in
-  --tools) ensure_tools ;;
+  --tools) ensure_tools && ensure_in_podman ;;
   --size) size_of "$IMAGE" ;;
   "") build ;;
   *) die "unknown option $1 (use --tools or --size, or nothing to build)" ;;

@@ -5,10 +5,11 @@ expansion, ``env``/``envFrom`` with Secret, ConfigMap and field references resol
 render, the security context (user, groups, read-only root filesystem, dropped capabilities, no
 privilege escalation, ``runAsNonRoot`` checked against the image), memory and CPU limits,
 volumes (emptyDir and claims as host folders, Secrets and ConfigMaps as read-only files), init
-containers first and in order, then the containers and their ``readinessProbe`` (exec, httpGet,
-tcpSocket). What it does not: scheduling, Kubernetes DNS and networking (every pod shares the
-host's network; Service names resolve to 127.0.0.1 through ``--add-host``), restarts, storage
-classes. podman runs with runc and cgroupfs (crun cannot set rlimits on this kind of machine).
+containers first and in order, then the containers through their startup, liveness and
+readiness probes (exec, httpGet, tcpSocket) with the kubelet's budgets and timeouts. What it
+does not: scheduling, Kubernetes DNS and networking (every pod shares the host's network; Service
+names resolve to 127.0.0.1 through ``--add-host``), restarts, storage classes. podman runs with
+runc and cgroupfs (crun cannot set rlimits on this kind of machine).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ PODMAN_GLOBAL = [
 ]
 # runc needs explicit limits here (the defaults exceed what the sandbox lets it set).
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+# What `podman exec` adds to an exec probe's own run (the kubelet's exec has no such cost).
+EXEC_OVERHEAD_S = 1.0
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _QUANTITY = re.compile(r"^([0-9.]+)([A-Za-z]*)$")
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -212,6 +215,7 @@ class Pod:
     hosts: list[str]
     stand_ins: dict[str, Callable[[Pod, dict[str, Any]], None]] = field(default_factory=dict)
     containers: list[str] = field(default_factory=list)
+    started: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -321,6 +325,7 @@ class Pod:
         name = self.container_name(container)
         podman(*self.run_args(container, env), env={**os.environ, **env})
         self.containers.append(name)
+        self.started[name] = time.monotonic()
         return name
 
     def run_to_completion(self, container: dict[str, Any], timeout_s: float) -> None:
@@ -358,23 +363,50 @@ class Pod:
 
     # --- readiness ---------------------------------------------------------------------------
     def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        """Each container of ours through its probes, the kubelet's way: the startupProbe (or,
+        without one, the livenessProbe) must pass within its budget, ``initialDelaySeconds +
+        failureThreshold x periodSeconds``, or the kubelet would restart the container; every
+        probe run must answer within its ``timeoutSeconds``. Then the readinessProbe must pass
+        within ``timeout_s`` (not ready is not restarted: the API waits for a first model)."""
         for container in self.spec["containers"]:
-            probe = container.get("readinessProbe")
-            if not is_owned(container) or probe is None:
+            if not is_owned(container):
                 continue
-            name = self.container_name(container)
-            while not probe_once(name, container, probe):
-                if not running(name):
-                    raise PodError(
-                        f"{self.name}/{container['name']} exited; its log ends:\n{logs(name)}"
-                    )
-                if time.monotonic() > deadline:
-                    raise PodError(
-                        f"{self.name}/{container['name']} not ready after {timeout_s:.0f}s; "
-                        f"its log ends:\n{logs(name)}"
-                    )
-                time.sleep(min(probe.get("periodSeconds", 10), 2))
+            started = self.started[self.container_name(container)]
+            first = container.get("startupProbe") or container.get("livenessProbe")
+            if first:
+                self._until_passes(container, first, started + probe_budget(first), "restart it")
+            liveness = container.get("livenessProbe")
+            if container.get("startupProbe") and liveness:
+                deadline = time.monotonic() + probe_budget(liveness)
+                self._until_passes(container, liveness, deadline, "restart it")
+            if container.get("readinessProbe"):
+                self._until_passes(
+                    container, container["readinessProbe"], started + timeout_s, "not route to it"
+                )
+
+    def _until_passes(
+        self, container: dict[str, Any], probe: dict[str, Any], deadline: float, then: str
+    ) -> None:
+        name = self.container_name(container)
+        while True:
+            ok, why = probe_once(name, container, probe)
+            if ok:
+                return
+            if not running(name):
+                raise PodError(
+                    f"{self.name}/{container['name']} exited; its log ends:\n{logs(name)}"
+                )
+            if time.monotonic() >= deadline:
+                kind = next(
+                    k
+                    for k in ("startupProbe", "livenessProbe", "readinessProbe")
+                    if container.get(k) is probe
+                )
+                raise PodError(
+                    f"{self.name}/{container['name']}: {kind} still failing ({why}) when its "
+                    f"budget ran out; the kubelet would {then}. Its log ends:\n{logs(name)}"
+                )
+            time.sleep(min(probe.get("periodSeconds", 10), 2))
 
     def stop(self) -> None:
         for name in reversed(self.containers):
@@ -406,42 +438,50 @@ def _port(container: dict[str, Any], port: int | str) -> int:
     raise PodError(f"{container['name']}: no port named {port!r}")
 
 
-def probe_once(name: str, container: dict[str, Any], probe: dict[str, Any]) -> bool:
-    """One run of a probe, as the kubelet runs it (host network: the pod is on 127.0.0.1)."""
+def probe_budget(probe: dict[str, Any]) -> float:
+    """Seconds the kubelet lets a probe fail from the container's start before it acts."""
+    return probe.get("initialDelaySeconds", 0) + probe.get("failureThreshold", 3) * probe.get(
+        "periodSeconds", 10
+    )
+
+
+def probe_once(name: str, container: dict[str, Any], probe: dict[str, Any]) -> tuple[bool, str]:
+    """One run of a probe, as the kubelet runs it (host network: the pod is on 127.0.0.1):
+    passed or not, and why not. A run slower than ``timeoutSeconds`` fails, as it does there."""
     timeout = probe.get("timeoutSeconds", 1)
+    start = time.monotonic()
     if "exec" in probe:
+        command = [podman_binary() or "podman", *PODMAN_GLOBAL, "exec", name]
         try:
             result = subprocess.run(
-                [
-                    podman_binary() or "podman",
-                    *PODMAN_GLOBAL,
-                    "exec",
-                    name,
-                    *probe["exec"]["command"],
-                ],
+                [*command, *probe["exec"]["command"]],
                 capture_output=True,
+                text=True,
                 check=False,
-                timeout=max(timeout, 1) + 5,  # podman exec itself takes a moment
+                timeout=timeout + EXEC_OVERHEAD_S,
             )
         except subprocess.TimeoutExpired:
-            return False
-        return result.returncode == 0
+            return False, f"exec took more than its timeoutSeconds={timeout}"
+        if result.returncode != 0:
+            return False, f"exec exited {result.returncode}: {result.stderr.strip()[-300:]}"
+        return True, f"{time.monotonic() - start:.1f}s"
     if "httpGet" in probe:
         get = probe["httpGet"]
         url = f"{get.get('scheme', 'HTTP').lower()}://127.0.0.1:{_port(container, get['port'])}"
         try:
             with urllib.request.urlopen(url + get.get("path", "/"), timeout=timeout) as answer:
-                return 200 <= answer.status < 400
-        except (urllib.error.URLError, OSError):
-            return False
+                return 200 <= answer.status < 400, f"HTTP {answer.status}"
+        except urllib.error.HTTPError as error:
+            return False, f"HTTP {error.code}"
+        except (urllib.error.URLError, OSError) as error:
+            return False, f"GET {get.get('path', '/')}: {error}"
     if "tcpSocket" in probe:
+        port = _port(container, probe["tcpSocket"]["port"])
         try:
-            with socket.create_connection(
-                ("127.0.0.1", _port(container, probe["tcpSocket"]["port"])), timeout=timeout
-            ):
-                return True
-        except OSError:
-            return False
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+                return True, "connected"
+        except OSError as error:
+            return False, f"connect {port}: {error}"
     raise PodError(f"{container['name']}: unsupported probe {sorted(probe)}")
 
 

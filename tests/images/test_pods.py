@@ -192,3 +192,18 @@ def test_ui_container_renders_the_predict_page(node: Node) -> None:
             page.screenshot(path=SCREENSHOTS / "ui-predict.png", full_page=True)
         finally:
             browser.close()
+
+
+def test_every_liveness_probe_passes_with_the_whole_platform_running(node: Node) -> None:
+    """Last, with every pod up: a liveness probe slower than its timeoutSeconds on a busy node
+    would have the kubelet restart a healthy container."""
+    assert node.pods, "the workloads ran first"
+    failures = []
+    for pod in node.pods.values():
+        for container in pod.spec["containers"]:
+            probe = container.get("livenessProbe")
+            if kubelet.is_owned(container) and probe and pod.containers:
+                ok, why = kubelet.probe_once(pod.container_name(container), container, probe)
+                if not ok:
+                    failures.append(f"{pod.name}/{container['name']}: {why}")
+    assert not failures, failures

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from mlops_platform.local import airflow
 from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
-from mlops_platform.local.postgres import LocalPostgres, free_port, port_is_free
+from mlops_platform.local.postgres import LocalPostgres, free_ports, port_is_free
 from mlops_platform.local.processes import Service, answers, wait_until
 from mlops_platform.local.s3 import LocalS3, wait_s3
 from mlops_platform.settings import Settings
@@ -89,7 +89,7 @@ def on_free_ports(settings: Settings) -> Settings:
 
     For a second platform beside the usual one: benchmarks, tests, a demo in a temporary folder.
     """
-    pg, s3, mlflow, sim, api, ui, air, worker_log, trigger_log = (free_port() for _ in range(9))
+    pg, s3, mlflow, sim, api, ui, air, worker_log, trigger_log = free_ports(9)
     local = "127.0.0.1"
 
     def database(url: str) -> str:

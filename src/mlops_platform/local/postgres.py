@@ -81,6 +81,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def free_ports(
+    count: int, host: str = "127.0.0.1", exclude: frozenset[int] = frozenset()
+) -> list[int]:
+    """``count`` different free ports, none in ``exclude``: every probe stays bound until all are
+    chosen, so the kernel cannot hand out one port twice (separate free_port() calls can)."""
+    probes: list[socket.socket] = []
+    try:
+        while len(probes) < count:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.bind((host, 0))
+            probes.append(probe)
+            if probe.getsockname()[1] in exclude:
+                probes.pop().close()
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 @dataclass(frozen=True)
 class LocalPostgres:
     """A PostgreSQL data directory and the port its server listens on."""

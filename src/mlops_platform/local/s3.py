@@ -21,7 +21,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_platform.local.postgres import free_port
+from mlops_platform.local.postgres import free_ports
 from mlops_platform.local.processes import Service
 
 # Small volumes: a local platform stores a few models, and weed grows volumes on demand.
@@ -107,7 +107,8 @@ class LocalS3:
         are off (weed mini still runs its small admin server, on a free port).
         """
         config = self.write_config()
-        internal = [f"-{flag}={free_port()}" for flag in INTERNAL_PORTS]
+        ports = free_ports(len(INTERNAL_PORTS), exclude=frozenset({self.port}))
+        internal = [f"-{flag}={port}" for flag, port in zip(INTERNAL_PORTS, ports, strict=True)]
         return [
             weed_binary(),
             f"-logdir={self._log_dir()}",
