@@ -78,6 +78,7 @@ bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
 	$(PY) bench/train.py
 	$(PY) bench/serve.py
 	$(PY) bench/local_platform.py
+	$(PY) bench/images.py
 
 clean: ## Remove the virtualenv and caches (not the .mlops state folder)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ import pytest
 
 from mlops_platform.local import airflow, platform
 from mlops_platform.local.keys import keys
+from mlops_platform.local.processes import wait_until
 from tests.e2e.conftest import fresh_settings, mlops, processes_of
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,10 @@ def test_up_status_logs_down(tmp_path: Path) -> None:
         assert healthy(f"{settings.api_url}/readyz"), "the API serves the first model"
         assert healthy(f"http://127.0.0.1:{settings.ui_port}/_stcore/health")
         assert httpx.get(settings.s3_endpoint_url, timeout=5).status_code in (200, 403)
-        assert set(airflow.health(settings).values()) == {"healthy"}
+        # Every Airflow component reports healthy (polled: a busy machine may delay an answer).
+        wait_until(
+            "airflow health", lambda: set(airflow.health(settings).values()) == {"healthy"}, 60
+        )
         assert airflow.dags(settings) == {
             "data_pipeline": False,
             "modeling_pipeline": False,

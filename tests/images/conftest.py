@@ -21,6 +21,7 @@ import shutil
 import string
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +38,14 @@ from tests.images import kubelet
 from tests.images.kubelet import Pod, PodError, Render
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "mlops/platform:0.1.0"
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+IMAGE = f"mlops/platform:{VERSION}"  # what `make images` builds
 REQUIRE_ALL = os.environ.get("MLOPS_REQUIRE_ALL") == "1"
 START_TIMEOUT_S = 420  # per workload, on a busy 2-core machine (first imports, migrations)
 # Ports the node's services take (each Service's port, on 127.0.0.1).
 NODE_PORTS = {"postgres": 5432, "redis": 6379, "minio": 9000}
 RESULTS: list[tuple[str, str]] = []
+MEMORY: list[str] = []  # peak memory per container, against its request and limit
 
 
 def _missing(reason: str) -> None:
@@ -269,9 +272,11 @@ def node(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     s3, bucket = _start_s3(render, root)
     redis = _start_redis(render, root)
     node = Node(render, root, kubelet.service_hosts(render), bucket)
+    sampler = kubelet.MemorySampler(lambda: [c for p in node.pods.values() for c in p.containers])
     try:
         yield node
     finally:
+        MEMORY.extend(_memory_lines(node, sampler.stop()))
         for pod in node.pods.values():
             pod.stop()
         for forwarder in node.forwarders:
@@ -281,8 +286,30 @@ def node(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         postgres.stop()
 
 
+def _memory_lines(node: Node, peaks: dict[str, dict[str, int]]) -> list[str]:
+    lines = []
+    for pod in node.pods.values():
+        for container in [*pod.spec.get("initContainers", []), *pod.spec["containers"]]:
+            peak = peaks.get(pod.container_name(container))
+            if not peak:
+                continue
+            resources = container.get("resources") or {}
+            request = (resources.get("requests") or {}).get("memory", "-")
+            limit = (resources.get("limits") or {}).get("memory", "-")
+            lines.append(
+                f"memory={pod.name}/{container['name']} working_set_mib="
+                f"{peak['working_set'] / 2**20:.0f} rss_mib={peak['rss'] / 2**20:.0f} "
+                f"request={request} limit={limit}"
+            )
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if RESULTS:
         terminalreporter.section("images: one line per workload")
         for _, line in RESULTS:
+            terminalreporter.write_line(line)
+    if MEMORY:
+        terminalreporter.section("images: peak memory per container (sampled every 2 s)")
+        for line in MEMORY:
             terminalreporter.write_line(line)

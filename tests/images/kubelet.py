@@ -34,6 +34,9 @@ from typing import Any
 OWNED_PREFIX = "mlops/"
 LABEL = "mlops-images-test=1"
 PODMAN_GLOBAL = [
+    # The storage scripts/images.sh builds into (same variable, same default).
+    "--storage-driver",
+    os.environ.get("MLOPS_STORAGE_DRIVER", "overlay"),
     "--runtime",
     "runc",
     "--cgroup-manager",
@@ -557,3 +560,44 @@ def iter_ports(workload: dict[str, Any]) -> Iterator[int]:
         if is_owned(container):
             for port in container.get("ports", []):
                 yield int(port["containerPort"])
+
+
+def cgroup_memory(name: str) -> dict[str, int]:
+    """A running container's memory as the kubelet reads it (cgroup v1, cgroupfs manager):
+    the working set (usage less inactive file cache, what evictions and `kubectl top` use) and
+    the resident set. Empty when the container is gone or the cgroup cannot be read."""
+    path = podman("inspect", "--format", "{{.State.CgroupPath}}", name, check=False).strip()
+    folder = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    try:
+        usage = int((folder / "memory.usage_in_bytes").read_text())
+        stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
+    except (OSError, ValueError):
+        return {}
+    return {
+        "working_set": usage - int(stat.get("total_inactive_file", 0)),
+        "rss": int(stat.get("total_rss", 0)),
+    }
+
+
+class MemorySampler:
+    """The peak working set and resident set of every container started so far, sampled
+    every ``period_s`` in a background thread (the kubelet's metrics are sampled too)."""
+
+    def __init__(self, names: Callable[[], list[str]], period_s: float = 2.0) -> None:
+        self.names, self.period_s = names, period_s
+        self.peaks: dict[str, dict[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            for name in self.names():
+                for key, value in cgroup_memory(name).items():
+                    peak = self.peaks.setdefault(name, {})
+                    peak[key] = max(peak.get(key, 0), value)
+
+    def stop(self) -> dict[str, dict[str, int]]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.peaks

@@ -109,8 +109,11 @@ def migrate_command() -> list[str]:
     return [airflow_binary(), "db", "migrate"]
 
 
-def health(settings: Settings, timeout_s: float = 3.0) -> dict[str, str]:
-    """Component -> status from the api-server's health endpoint (empty when it is down)."""
+def health(settings: Settings, timeout_s: float = 10.0) -> dict[str, str]:
+    """Component -> status from the api-server's health endpoint (empty when it is down).
+
+    Patient on purpose: right after start, with the first DAG runs being scheduled on a busy
+    2-core machine, the api-server has taken more than 3 s to answer (a false "down")."""
     try:
         body = httpx.get(f"{base_url(settings)}{HEALTH_PATH}", timeout=timeout_s).json()
     except (httpx.HTTPError, ValueError):
