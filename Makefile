@@ -94,6 +94,9 @@ clean: ## Remove the virtualenv and caches (not the .mlops state folder)
 NAMESPACE ?= mlops
 # How long `kubectl rollout status` waits for each workload (a first install pulls images).
 K8S_TIMEOUT ?= 10m
+# How long helm waits for a release's hook Jobs (minio's bucket, airflow's migrations): a first
+# install pulls images, more than helm's default 5 minutes on a slow link.
+HELM_TIMEOUT ?= 15m
 # helm and kubectl from PATH, else the copies scripts/ensure-tools.sh puts in .tools/bin.
 HELM ?= $(if $(shell command -v helm 2>/dev/null),helm,.tools/bin/helm)
 KUBECTL ?= $(if $(shell command -v kubectl 2>/dev/null),kubectl,.tools/bin/kubectl)
@@ -133,45 +136,47 @@ k8s-images: ## Build the platform image inside minikube (guide, step 2)
 	@echo "==> Building mlops/platform:0.1.0 inside minikube's container runtime"
 	$(MINIKUBE) image build -t mlops/platform:0.1.0 -f docker/Dockerfile .
 
+# `helm upgrade --install`: a release is installed the first time and upgraded after, so both
+# targets can be run again after any failure, and a second run changes nothing.
 k8s-install: ## Install every chart in the guide's three packages, waiting after each (step 3)
 	@echo "==> Namespace $(NAMESPACE) (created when missing)"
 	@$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
 	@echo "==> Package 1, base: secrets postgres redis minio"
-	$(HELM) install secrets ./charts/secrets -n $(NAMESPACE)
-	$(HELM) install postgres ./charts/postgres -n $(NAMESPACE)
-	$(HELM) install redis ./charts/redis -n $(NAMESPACE)
-	$(HELM) install minio ./charts/minio -n $(NAMESPACE)
+	$(HELM) upgrade --install secrets ./charts/secrets -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install postgres ./charts/postgres -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install redis ./charts/redis -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install minio ./charts/minio -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_1)
 	@echo "==> Package 2, MLOps core: mlflow prometheus grafana"
-	$(HELM) install mlflow ./charts/mlflow -n $(NAMESPACE)
-	$(HELM) install prometheus ./charts/prometheus -n $(NAMESPACE)
-	$(HELM) install grafana ./charts/grafana -n $(NAMESPACE)
+	$(HELM) upgrade --install mlflow ./charts/mlflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install prometheus ./charts/prometheus -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install grafana ./charts/grafana -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_2)
 	@echo "==> Package 3, orchestration and UI: airflow fastapi streamlit datasource"
-	$(HELM) install airflow ./charts/airflow -n $(NAMESPACE)
-	$(HELM) install fastapi ./charts/fastapi -n $(NAMESPACE)
-	$(HELM) install streamlit ./charts/streamlit -n $(NAMESPACE)
-	$(HELM) install datasource ./charts/datasource -n $(NAMESPACE)
+	$(HELM) upgrade --install airflow ./charts/airflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install fastapi ./charts/fastapi -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install streamlit ./charts/streamlit -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install datasource ./charts/datasource -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_3)
 	@echo "==> Installed. Next: make port-forward (URLs and passwords: docs/deployment.md, step 5)"
 
 k8s-upgrade: ## helm upgrade every release with the charts of this checkout, in install order
 	@echo "==> Upgrading package 1: secrets postgres redis minio (generated passwords are kept)"
-	$(HELM) upgrade secrets ./charts/secrets -n $(NAMESPACE)
-	$(HELM) upgrade postgres ./charts/postgres -n $(NAMESPACE)
-	$(HELM) upgrade redis ./charts/redis -n $(NAMESPACE)
-	$(HELM) upgrade minio ./charts/minio -n $(NAMESPACE)
+	$(HELM) upgrade --install secrets ./charts/secrets -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install postgres ./charts/postgres -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install redis ./charts/redis -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install minio ./charts/minio -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_1)
 	@echo "==> Upgrading package 2: mlflow prometheus grafana"
-	$(HELM) upgrade mlflow ./charts/mlflow -n $(NAMESPACE)
-	$(HELM) upgrade prometheus ./charts/prometheus -n $(NAMESPACE)
-	$(HELM) upgrade grafana ./charts/grafana -n $(NAMESPACE)
+	$(HELM) upgrade --install mlflow ./charts/mlflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install prometheus ./charts/prometheus -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install grafana ./charts/grafana -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_2)
 	@echo "==> Upgrading package 3: airflow fastapi streamlit datasource"
-	$(HELM) upgrade airflow ./charts/airflow -n $(NAMESPACE)
-	$(HELM) upgrade fastapi ./charts/fastapi -n $(NAMESPACE)
-	$(HELM) upgrade streamlit ./charts/streamlit -n $(NAMESPACE)
-	$(HELM) upgrade datasource ./charts/datasource -n $(NAMESPACE)
+	$(HELM) upgrade --install airflow ./charts/airflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install fastapi ./charts/fastapi -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install streamlit ./charts/streamlit -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install datasource ./charts/datasource -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_3)
 
 k8s-reset: ## Delete every release, every volume (all data) and the namespace, then recreate it empty

@@ -267,11 +267,24 @@ def test_each_target_says_what_it_does_and_is_phony(target: str) -> None:
     assert re.search(rf"^{re.escape(target)}:.*## \S", makefile, re.M), f"{target} has no ## help"
 
 
+def test_install_and_upgrade_can_run_again_and_wait_long_enough_for_hooks() -> None:
+    """`helm upgrade --install` for every release (a second run after a failure upgrades instead
+    of stopping at "cannot re-use a name"), with a timeout above helm's 5 minutes for the hook
+    Jobs of a first install that pulls images."""
+    for target in ("k8s-install", "k8s-upgrade"):
+        helm_lines = [c for c in guide_commands(GUIDE, target) if c[0] == "helm"]
+        assert helm_lines
+        for command in helm_lines:
+            assert command[:3] == ("helm", "upgrade", "--install"), command
+            assert "--timeout=15m" in command, command
+
+
 def test_make_variables_change_namespace_timeout_and_tools() -> None:
     result = subprocess.run(
         [
             *("make", "-n", "--no-print-directory", "k8s-install"),
-            *("NAMESPACE=staging", "K8S_TIMEOUT=3m", "HELM=/opt/helm4/helm", "KUBECTL=kc"),
+            *("NAMESPACE=staging", "K8S_TIMEOUT=3m", "HELM_TIMEOUT=20m"),
+            *("HELM=/opt/helm4/helm", "KUBECTL=kc"),
         ],
         cwd=REPO,
         env=make_env(),
@@ -279,7 +292,10 @@ def test_make_variables_change_namespace_timeout_and_tools() -> None:
         text=True,
         check=True,
     )
-    assert "/opt/helm4/helm install secrets ./charts/secrets -n staging" in result.stdout
+    assert (
+        "/opt/helm4/helm upgrade --install secrets ./charts/secrets -n staging --timeout=20m"
+        in result.stdout
+    )
     assert "kc rollout status statefulset/postgres -n staging --timeout=3m" in result.stdout
     assert " mlops" not in result.stdout.replace("namespace mlops", "")
 
@@ -436,6 +452,15 @@ def zombie(pid: str) -> bool:
 # Packages and releases
 
 
+def release_of(command: tuple[str, ...]) -> str | None:
+    """The release a `helm install R` or `helm upgrade [--install] R` line installs, else None."""
+    if command[:2] == ("helm", "install"):
+        return command[2]
+    if command[:2] == ("helm", "upgrade"):
+        return next(word for word in command[2:] if not word.startswith("-"))
+    return None
+
+
 def install_packages(path: Path) -> list[list[str]]:
     """Releases of each `k8s-install` block that installs something: the guide's packages."""
     packages = []
@@ -443,10 +468,10 @@ def install_packages(path: Path) -> list[list[str]]:
         if target != "k8s-install":
             continue
         releases = [
-            command[2]
+            release
             for line in logical_lines(text)
             for command in commands(line)
-            if command[:2] == ("helm", "install")
+            if (release := release_of(command))
         ]
         if releases:
             packages.append(releases)
@@ -460,7 +485,7 @@ def test_the_guide_installs_the_packages_in_order() -> None:
 
 def test_upgrade_and_reset_follow_the_release_list() -> None:
     releases = [release for package in install_packages(GUIDE) for release in package]
-    upgraded = [c[2] for c in guide_commands(GUIDE, "k8s-upgrade") if c[:2] == ("helm", "upgrade")]
+    upgraded = [r for c in guide_commands(GUIDE, "k8s-upgrade") if (r := release_of(c))]
     assert upgraded == releases
     uninstall = [c for c in guide_commands(GUIDE, "k8s-reset") if c[:2] == ("helm", "uninstall")]
     assert len(uninstall) == 1
@@ -497,7 +522,9 @@ def helm_template_args(command: tuple[str, ...]) -> list[str]:
             values += [word, str(REPO / value) if word in {"-f", "--values"} else value]
         elif word.startswith(("--set=", "--set-string=", "--set-json=")):
             values.append(word)
-        elif word in {"--create-namespace", "--reuse-values"} or word.startswith("--timeout="):
+        elif word in {"--install", "--create-namespace", "--reuse-values"} or word.startswith(
+            "--timeout="
+        ):
             continue
         else:
             assert not word.startswith("-"), f"flag the test does not know: {word} in {command}"
@@ -525,7 +552,7 @@ def test_every_helm_install_and_upgrade_line_renders() -> None:
 def test_the_umbrella_is_built_before_it_is_installed() -> None:
     english = guide_commands(GUIDE)
     build = english.index(("helm", "dependency", "build", f"./charts/{UMBRELLA}"))
-    install = next(i for i, c in enumerate(english) if c[:3] == ("helm", "install", UMBRELLA))
+    install = next(i for i, c in enumerate(english) if release_of(c) == UMBRELLA)
     assert build < install
 
 
@@ -560,7 +587,7 @@ def rollout_targets(text: str) -> set[tuple[str, str]]:
 
 def test_each_package_check_waits_for_every_workload_of_the_package() -> None:
     blocks = [text for target, text in bash_blocks(GUIDE) if target == "k8s-install"]
-    package_blocks = [text for text in blocks if "helm install" in text]
+    package_blocks = [text for text in blocks if "helm upgrade --install" in text]
     objects = staged_objects()
     for package, text in zip(install_packages(GUIDE), package_blocks, strict=True):
         rendered = {
