@@ -79,7 +79,7 @@ def main() -> None:
     if args.test:
         start = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "tests/images", "-q"],
+            [sys.executable, "-m", "pytest", "tests/images", "-q", "-rA"],
             cwd=ROOT,
             env={**env, "PATH": f"{ROOT / '.tools' / 'bin'}:{env['PATH']}"},
             capture_output=True,
@@ -92,6 +92,11 @@ def main() -> None:
             if line.startswith(("ready=", "failed=")):
                 name, seconds = line.split("=", 1)[1].split(" ", 1)
                 print(f"ready_s.{name}={seconds.split()[0]}")
+            elif line.startswith("memory="):  # peak working set and RSS per container
+                container, *fields = line.split("=", 1)[1].split()
+                for field in fields:
+                    key, value = field.split("=", 1)
+                    print(f"memory.{container}.{key}={value}")
 
 
 if __name__ == "__main__":
