@@ -1,8 +1,9 @@
 """Every workload of ours in the umbrella chart's default render, started from our image with its
 rendered pod spec under podman, as the kubelet would (tests/images/kubelet.py): each Job exits 0,
-each long-running container passes its own readinessProbe. Then the platform works through
-those containers: migrations really migrated, Airflow lists the DAGs, a DAG run puts a model in
-production, the API predicts and the UI serves a page.
+each long-running container passes its own startup, liveness and readiness probes. Then the
+platform works through those containers: migrations really migrated, Airflow lists the DAGs,
+which the chart starts unpaused and which run by themselves to a model in production, the API
+predicts and the UI renders its page.
 
 What this proves: our image, our pod specs (commands, env, Secrets, security contexts, volumes,
 limits) and our probes. What it does not: the kubelet itself, Kubernetes DNS and networking,
@@ -78,9 +79,10 @@ def _airflow(node: Node, method: str, path: str, **kw: Any) -> Any:
 
 
 def _first_model(node: Node) -> None:
-    """The cluster's real path to a first model: unpause the DAGs and run the data pipeline on
-    the Celery worker; its asset starts the modeling DAG, whose promotion starts the production
-    DAG, which calls the API's hook."""
+    """The cluster's own path to a first model, with no one touching anything: Airflow's pods
+    run, the chart starts the DAGs unpaused, the data DAG's first scheduled run collects a batch
+    on the Celery worker, its asset starts the modeling DAG, whose promotion starts the
+    production DAG, which calls the API's hook."""
     for name in (
         "airflow-api-server",
         "airflow-scheduler",
@@ -88,12 +90,12 @@ def _first_model(node: Node) -> None:
         "airflow-worker",
     ):
         node.run(name)
-    _wait_for(
-        lambda: set(DAG_IDS) <= {d["dag_id"] for d in _airflow(node, "GET", "dags")["dags"]}, 120
-    )
-    for dag_id in DAG_IDS:
-        _airflow(node, "PATCH", f"dags/{dag_id}", json={"is_paused": False})
-    _airflow(node, "POST", "dags/data_pipeline/dagRuns", json={"logical_date": None})
+
+    def unpaused() -> bool:
+        dags = {d["dag_id"]: d["is_paused"] for d in _airflow(node, "GET", "dags")["dags"]}
+        return dags == dict.fromkeys(DAG_IDS, False)
+
+    _wait_for(unpaused, 120)
 
 
 def _wait_for(check: Any, timeout_s: float) -> None:

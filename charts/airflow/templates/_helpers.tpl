@@ -205,6 +205,8 @@ through Kubernetes' $(VAR) expansion, so no password is ever written in a pod sp
   value: /opt/airflow/config/webserver_config.py
 - name: AIRFLOW__CORE__LOAD_EXAMPLES
   value: "False"
+- name: AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION
+  value: {{ ternary "True" "False" .Values.dags.pausedAtCreation | quote }}
 - name: AIRFLOW__CORE__DAGS_FOLDER
   value: {{ include "airflow.dagsFolder" . | quote }}
 # Pods are reached by IP (no per-pod DNS name): the api-server fetches task logs from there.
