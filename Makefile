@@ -117,14 +117,15 @@ define k8s_wait_package_2
 	$(KUBECTL) rollout status deployment/grafana -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) get pods -n $(NAMESPACE)
 endef
-# fastapi is not waited for: it is Ready only once a production model exists (GET /readyz).
+# fastapi is Ready before the first model too (GET /readyz: there is none to load yet).
 define k8s_wait_package_3
-	@echo "==> Waiting for package 3 (up to $(K8S_TIMEOUT) per workload; fastapi gets Ready with the first model)"
+	@echo "==> Waiting for package 3 (up to $(K8S_TIMEOUT) per workload)"
 	$(KUBECTL) rollout status deployment/airflow-api-server -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/airflow-scheduler -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/airflow-dag-processor -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/airflow-triggerer -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/airflow-worker -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/fastapi -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/streamlit -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/datasource -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) get pods -n $(NAMESPACE)

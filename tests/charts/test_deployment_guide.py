@@ -58,8 +58,6 @@ PORT_FORWARDS = [
     ("grafana", 3000),
     ("prometheus", 9090),
 ]
-# Workloads the package checks do not wait for, and why (checked below: the reason must hold).
-NOT_WAITED = {"fastapi": "Ready only once a production model is loaded (GET /readyz)"}
 MARKER = re.compile(r"<!--\s*make\s+([\w-]+)\s*-->")
 FENCE = re.compile(r"^```(\w*)\s*$")
 SEPARATORS = {"&&", "||", ";", ";;", "&", "|", "(", ")"}
@@ -598,8 +596,7 @@ def test_each_package_check_waits_for_every_workload_of_the_package() -> None:
                 for obj in by_kind(list(objects), kind)
             )
         }
-        expected = {(kind, name) for kind, name in rendered if name not in NOT_WAITED}
-        assert rollout_targets(text) == expected, f"package {package}"
+        assert rollout_targets(text) == rendered, f"package {package}"
     upgrade = "\n".join(text for target, text in bash_blocks(GUIDE) if target == "k8s-upgrade")
     assert rollout_targets(upgrade) == rollout_targets("\n".join(package_blocks))
 
@@ -645,19 +642,6 @@ def test_dags_start_unpaused_unless_the_value_says_so(
                     )
                     seen += 1
     assert seen
-
-
-def test_workloads_not_waited_for_are_not_ready_without_a_model() -> None:
-    for name in NOT_WAITED:
-        deployment = next(
-            obj
-            for obj in by_kind(render_chart(name), "Deployment")
-            if obj["metadata"]["name"] == name
-        )
-        probe = pod_spec(deployment)["containers"][0]["readinessProbe"]
-        assert probe["httpGet"]["path"] == "/readyz", (
-            f"{name} no longer waits for a model to be Ready: wait for it in the guide's checks"
-        )
 
 
 def test_the_umbrella_renders_the_same_workloads() -> None:

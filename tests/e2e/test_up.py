@@ -51,7 +51,8 @@ def test_up_status_logs_down(tmp_path: Path) -> None:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         assert healthy(f"{settings.mlflow_tracking_uri}/health")
         assert healthy(f"{settings.datasource_url}/healthz")
-        assert healthy(f"{settings.api_url}/readyz"), "the API serves the first model"
+        assert healthy(f"{settings.api_url}/readyz")
+        assert healthy(f"{settings.api_url}/model"), "the API serves the first model"
         assert healthy(f"http://127.0.0.1:{settings.ui_port}/_stcore/health")
         assert httpx.get(settings.s3_endpoint_url, timeout=5).status_code in (200, 403)
         # Every Airflow component reports healthy (polled: a busy machine may delay an answer).

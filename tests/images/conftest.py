@@ -22,7 +22,7 @@ import string
 import subprocess
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,7 @@ class Node:
             )
         return self.pods[name]
 
-    def run(self, name: str, before_ready: Callable[[], None] | None = None) -> float:
+    def run(self, name: str) -> float:
         """Start workload ``name`` (a Job: to completion; else until every container of ours
         passes its readiness probe); seconds taken. Already done: 0."""
         pod = self.pod(name)
@@ -186,8 +186,6 @@ class Node:
             else:
                 pod.start_all(START_TIMEOUT_S)
                 self._forward(pod)
-                if before_ready:
-                    before_ready()
                 pod.wait_ready(START_TIMEOUT_S)
         except PodError as error:
             RESULTS.append((name, f"failed={name} {str(error).splitlines()[0]}"))

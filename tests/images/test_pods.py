@@ -22,7 +22,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.charts.conftest import render_chart
 from tests.images import kubelet
-from tests.images.conftest import REPO, Node
+from tests.images.conftest import REPO, START_TIMEOUT_S, Node
 from tests.ui.test_browser import (
     CHROMIUM_ARGS,
     VIEWPORT,
@@ -34,8 +34,7 @@ from tests.ui.test_browser import (
 pytestmark = pytest.mark.images
 
 # The order a helm install reaches them in: MLflow and the simulator, Airflow's hook Jobs (its
-# Deployments wait for the migrations in an init container), Airflow, the UI, and last the API,
-# which is ready only once a model is in production.
+# Deployments wait for the migrations in an init container), Airflow, the UI and the API.
 _FIRST = ["mlflow", "datasource", "airflow-migrate", "airflow-create-user"]
 _LAST = ["streamlit", "fastapi"]
 
@@ -78,11 +77,13 @@ def _airflow(node: Node, method: str, path: str, **kw: Any) -> Any:
     return answer.json()
 
 
-def _first_model(node: Node) -> None:
+def _serving_a_model(node: Node) -> None:
     """The cluster's own path to a first model, with no one touching anything: Airflow's pods
     run, the chart starts the DAGs unpaused, the data DAG's first scheduled run collects a batch
     on the Celery worker, its asset starts the modeling DAG, whose promotion starts the
-    production DAG, which calls the API's hook."""
+    production DAG, which calls the API's hook; until then the API is Ready and says why it
+    cannot predict."""
+    node.run("fastapi")
     for name in (
         "airflow-api-server",
         "airflow-scheduler",
@@ -96,6 +97,11 @@ def _first_model(node: Node) -> None:
         return dags == dict.fromkeys(DAG_IDS, False)
 
     _wait_for(unpaused, 120)
+
+    def model_served() -> bool:
+        return httpx.get("http://127.0.0.1:8989/model", timeout=10).status_code == 200
+
+    _wait_for(model_served, START_TIMEOUT_S)
 
 
 def _wait_for(check: Any, timeout_s: float) -> None:
@@ -113,8 +119,7 @@ def _wait_for(check: Any, timeout_s: float) -> None:
 
 @pytest.mark.parametrize("name", WORKLOADS)
 def test_workload_starts_from_its_pod_spec(node: Node, name: str) -> None:
-    before_ready = (lambda: _first_model(node)) if name == "fastapi" else None
-    node.run(name, before_ready=before_ready)
+    node.run(name)
     pod = node.pod(name)
     if pod.workload["kind"] != "Job":
         for container in pod.spec["containers"]:
@@ -153,7 +158,7 @@ def test_api_server_lists_the_three_dags(node: Node) -> None:
 
 
 def test_prediction_through_the_api_container(node: Node) -> None:
-    node.run("fastapi", before_ready=lambda: _first_model(node))
+    _serving_a_model(node)
     listing = {
         "brokered_by": "52707",
         "status": "for_sale",
@@ -177,7 +182,7 @@ def test_prediction_through_the_api_container(node: Node) -> None:
 def test_ui_container_renders_the_predict_page(node: Node) -> None:
     """In headless Chromium: the Predict page of the UI container, the example listing priced
     through the API container (so the API comes first)."""
-    node.run("fastapi", before_ready=lambda: _first_model(node))
+    _serving_a_model(node)
     node.run("streamlit")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

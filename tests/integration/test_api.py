@@ -279,7 +279,10 @@ def test_without_a_production_model_it_starts_and_says_so(
         loaded = metric(client, "mlops_api_model_loaded")
 
     assert health.status_code == 200
-    assert ready.status_code == 503
+    # Ready: there is nothing to load yet, so the Service must route here (the production DAG's
+    # hook reaches the API once the first model is promoted); /predict says why it cannot answer.
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
     assert "no model is in production yet" in ready.json()["reason"]
     for response in (predicted, explained, described):
         assert response.status_code == 503
@@ -385,6 +388,25 @@ def register_unloadable_version(trained: Trained, tmp_path: Path) -> str:
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", settings.model_name)
     shutil.rmtree(tmp_path / "copy")
     return str(version.version)
+
+
+def test_not_ready_while_the_production_model_cannot_be_loaded(
+    trained: Trained, stores: Stores, tmp_path: Path
+) -> None:
+    """A production model exists and this replica does not serve it: not Ready, saying why."""
+    broken = register_unloadable_version(trained, tmp_path)
+    trained.promote(broken)
+    try:
+        with TestClient(create_app(api_settings(trained, stores))) as client:
+            ready = client.get("/readyz")
+            predicted = client.post("/predict", json=trained.records[0])
+    finally:
+        trained.promote(trained.first)
+
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False
+    assert f"version {broken} could not be loaded" in ready.json()["reason"]
+    assert predicted.status_code == 503
 
 
 def test_an_unloadable_version_leaves_the_old_one_serving(

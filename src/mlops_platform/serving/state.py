@@ -132,6 +132,9 @@ class ModelHolder:
         self.metrics = metrics
         self.current: LoadedModel | None = None
         self.problem = "the production model is still loading"
+        # True once the registry said there is no production model at all (a fresh platform):
+        # nothing is missing from this replica then, so it may be Ready (see GET /readyz).
+        self.no_model_yet = False
         self._lock = threading.Lock()  # one load at a time: hook and poll never load twice
 
     def unavailable(self) -> str:
@@ -153,6 +156,7 @@ class ModelHolder:
             log.warning("cannot read alias %r from MLflow: %s", settings.model_alias, error)
             if current is None:
                 self.problem = f"MLflow at {settings.mlflow_tracking_uri} is unreachable: {error}"
+                self.no_model_yet = False
             return RefreshResult("unreachable", previous, previous, str(error))
         if target is None:
             detail = (
@@ -161,7 +165,9 @@ class ModelHolder:
             )
             if current is None:
                 self.problem = detail
+                self.no_model_yet = True
             return RefreshResult("no_model", previous, previous, detail)
+        self.no_model_yet = False
         if current is not None and current.version.version == target.version and not force:
             self._catch_up(current, target)
             return RefreshResult("unchanged", previous, previous, "already serving this version")
