@@ -566,8 +566,10 @@ def cgroup_memory(name: str) -> dict[str, int]:
     """A running container's memory as the kubelet reads it (cgroup v1, cgroupfs manager):
     the working set (usage less inactive file cache, what evictions and `kubectl top` use) and
     the resident set. Empty when the container is gone or the cgroup cannot be read."""
-    path = podman("inspect", "--format", "{{.State.CgroupPath}}", name, check=False).strip()
-    folder = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    path = podman("inspect", "--format", "{{.State.CgroupPath}}", name, check=False).strip("/\n ")
+    if not path:  # an exited container has none (and "" would read the whole machine's)
+        return {}
+    folder = Path("/sys/fs/cgroup/memory") / path
     try:
         usage = int((folder / "memory.usage_in_bytes").read_text())
         stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
