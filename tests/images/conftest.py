@@ -51,7 +51,7 @@ MEMORY: list[str] = []  # peak memory per container, against its request and lim
 def _missing(reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"{reason} (MLOPS_REQUIRE_ALL=1: nothing may be skipped)")
-    pytest.skip(reason)
+    pytest.skip(reason)  # only without MLOPS_REQUIRE_ALL=1: CI fails just above
 
 
 @pytest.fixture(scope="session")
