@@ -180,9 +180,7 @@ class Node:
         start = time.monotonic()
         try:
             if pod.workload["kind"] == "Job":
-                pod.prepare_volumes()
-                for container in [*pod.spec.get("initContainers", []), *pod.spec["containers"]]:
-                    pod.run_to_completion(container, START_TIMEOUT_S)
+                self.run_job(name)
             else:
                 pod.start_all(START_TIMEOUT_S)
                 self._forward(pod)
@@ -210,8 +208,10 @@ class Node:
                     if target != port["port"]:
                         self.forwarders.append(kubelet.Forwarder(port["port"], target))
 
-    def rerun_job(self, name: str) -> None:
+    def run_job(self, name: str) -> None:
+        """Every container of Job ``name`` to completion, in order (again when run again)."""
         pod = self.pod(name)
+        pod.prepare_volumes()
         for container in [*pod.spec.get("initContainers", []), *pod.spec["containers"]]:
             pod.run_to_completion(container, START_TIMEOUT_S)
 

@@ -549,12 +549,6 @@ def service_hosts(render: Render) -> list[str]:
     return names
 
 
-def timed(step: Callable[[], None]) -> float:
-    start = time.monotonic()
-    step()
-    return time.monotonic() - start
-
-
 def iter_ports(workload: dict[str, Any]) -> Iterator[int]:
     for container in pod_spec(workload)["containers"]:
         if is_owned(container):
