@@ -44,7 +44,7 @@ REQUIRE_ALL = os.environ.get("MLOPS_REQUIRE_ALL") == "1"
 START_TIMEOUT_S = 420  # per workload, on a busy 2-core machine (first imports, migrations)
 # Ports the node's services take (each Service's port, on 127.0.0.1).
 NODE_PORTS = {"postgres": 5432, "redis": 6379, "minio": 9000}
-RESULTS: list[tuple[str, str]] = []
+RESULTS: list[str] = []  # one line per workload
 MEMORY: list[str] = []  # peak memory per container, against its request and limit
 
 
@@ -88,7 +88,7 @@ def _start_postgres(render: Render, root: Path) -> LocalPostgres:
     return server
 
 
-def _start_s3(render: Render, root: Path) -> tuple[Service, str]:
+def _start_s3(render: Render, root: Path) -> Service:
     """weed mini with the identities of the minio chart's own start script."""
     container = _container(render, "Deployment", "minio")
     env = kubelet.resolve_env(container, render, "minio")
@@ -105,7 +105,7 @@ def _start_s3(render: Render, root: Path) -> tuple[Service, str]:
     job = kubelet.pod_spec(render.get("Job", "minio-create-bucket"))["containers"][0]
     bucket = kubelet.resolve_env(job, render, "minio-create-bucket")["BUCKET"]
     ensure_bucket(s3.endpoint_url, s3.access_key, s3.secret_key, bucket)  # the bucket Job
-    return service, bucket
+    return service
 
 
 def _start_redis(render: Render, root: Path) -> Service:
@@ -155,7 +155,6 @@ class Node:
     render: Render
     root: Path
     hosts: list[str]
-    bucket: str
     pods: dict[str, Pod] = field(default_factory=dict)
     forwarders: list[kubelet.Forwarder] = field(default_factory=list)
 
@@ -186,10 +185,10 @@ class Node:
                 self._forward(pod)
                 pod.wait_ready(START_TIMEOUT_S)
         except PodError as error:
-            RESULTS.append((name, f"failed={name} {str(error).splitlines()[0]}"))
+            RESULTS.append(f"failed={name} {str(error).splitlines()[0]}")
             raise
         seconds = time.monotonic() - start
-        RESULTS.append((name, f"ready={name} {seconds:.1f}"))
+        RESULTS.append(f"ready={name} {seconds:.1f}")
         return seconds
 
     def _forward(self, pod: Pod) -> None:
@@ -244,9 +243,9 @@ def node(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     root = tmp_path_factory.mktemp("node")
     root.chmod(0o755)  # the pods' users read their Secret files and volumes below it
     postgres = _start_postgres(render, root / "postgres")
-    s3, bucket = _start_s3(render, root)
+    s3 = _start_s3(render, root)
     redis = _start_redis(render, root)
-    node = Node(render, root, kubelet.service_hosts(render), bucket)
+    node = Node(render, root, kubelet.service_hosts(render))
     sampler = kubelet.MemorySampler(lambda: [c for p in node.pods.values() for c in p.containers])
     try:
         yield node
@@ -282,7 +281,7 @@ def _memory_lines(node: Node, peaks: dict[str, dict[str, int]]) -> list[str]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if RESULTS:
         terminalreporter.section("images: one line per workload")
-        for _, line in RESULTS:
+        for line in RESULTS:
             terminalreporter.write_line(line)
     if MEMORY:
         terminalreporter.section("images: peak memory per container (sampled every 2 s)")
