@@ -37,7 +37,6 @@ from tests.charts.conftest import (
     ensure_dependencies,
     env_of,
     helm,
-    pod_spec,
     render_chart,
 )
 
