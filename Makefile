@@ -52,16 +52,17 @@ lock: install ## Re-pin requirements.lock from pyproject.toml (then commit it wi
 	  --no-header --quiet -o requirements.lock
 
 .PHONY: charts-test
-charts-test: install ## Helm charts: get helm/promtool, lint --strict, render (+ ci/*.yaml), package, tests/charts
+charts-test: install ## Helm charts: get helm/promtool, lint --strict, render (ci/required-values.yaml, + each ci/*.yaml), package, tests/charts
 	@scripts/ensure-tools.sh
 	@export PATH="$(CURDIR)/.tools/bin:$$PATH"; set -euo pipefail; \
 	for chart in charts/*/; do \
 	  name="$$(basename "$$chart")"; \
 	  if grep -q '^dependencies:' "$$chart/Chart.yaml"; then helm dependency build "$$chart" --skip-refresh >/dev/null; fi; \
-	  helm lint --strict "$$chart" -n mlops >/dev/null || { helm lint --strict "$$chart" -n mlops; exit 1; }; \
-	  helm template "$$name" "$$chart" -n mlops >/dev/null; \
+	  required=(); if [ -e "$${chart}ci/required-values.yaml" ]; then required=(-f "$${chart}ci/required-values.yaml"); fi; \
+	  helm lint --strict "$$chart" -n mlops "$${required[@]}" >/dev/null || { helm lint --strict "$$chart" -n mlops "$${required[@]}"; exit 1; }; \
+	  helm template "$$name" "$$chart" -n mlops "$${required[@]}" >/dev/null; \
 	  for values in "$$chart"ci/*.yaml; do \
-	    if [ -e "$$values" ]; then helm template "$$name" "$$chart" -n mlops -f "$$values" >/dev/null; fi; \
+	    if [ -e "$$values" ]; then helm template "$$name" "$$chart" -n mlops "$${required[@]}" -f "$$values" >/dev/null; fi; \
 	  done; \
 	done; \
 	rm -rf build/charts; helm package charts/*/ -d build/charts >/dev/null; \
@@ -101,6 +102,21 @@ HELM_TIMEOUT ?= 15m
 HELM ?= $(if $(shell command -v helm 2>/dev/null),helm,.tools/bin/helm)
 KUBECTL ?= $(if $(shell command -v kubectl 2>/dev/null),kubectl,.tools/bin/kubectl)
 MINIKUBE ?= minikube
+# The repository and branch git-sync clones the DAGs from: this checkout's `origin` (an SSH address
+# as HTTPS, since git-sync in the pods has no SSH key) and current branch. Exported: the recipes
+# read them as shell variables, which is how the guide writes them.
+GIT_REPO ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's#^(ssh://)?git@([^:/]+)[:/]#https://\2/#')
+GIT_BRANCH ?= $(shell git branch --show-current 2>/dev/null)
+export GIT_REPO GIT_BRANCH
+# A private repository: GIT_CREDENTIALS names a Secret with keys username and password (guide, step 3).
+GIT_CREDENTIALS ?=
+# GIT_SYNC=off: no Git at all, Airflow runs the DAGs baked into the image (gitSync.enabled=false).
+GIT_SYNC ?= on
+ifeq ($(GIT_SYNC),off)
+AIRFLOW_DAGS = --set gitSync.enabled=false
+else
+AIRFLOW_DAGS = --set gitSync.repository="$$GIT_REPO" --set gitSync.branch="$$GIT_BRANCH"$(if $(GIT_CREDENTIALS), --set gitSync.credentialsSecret=$(GIT_CREDENTIALS))
+endif
 
 # The guide's checks after each package: every workload rolled out, then the pods at a glance.
 define k8s_wait_package_1
@@ -137,9 +153,19 @@ k8s-images: ## Build the platform image inside minikube (guide, step 2)
 	@echo "==> Building mlops/platform:0.1.0 inside minikube's container runtime"
 	$(MINIKUBE) image build -t mlops/platform:0.1.0 -f docker/Dockerfile .
 
+# Before anything is installed: git-sync can clone GIT_REPO at GIT_BRANCH, or the Airflow pods
+# would wait in Init forever.
+define k8s_check_git
+$(if $(filter off,$(GIT_SYNC)),@echo "==> GIT_SYNC=off: Airflow runs the DAGs baked into the image",
+	@echo "==> git-sync source: $(or $(GIT_REPO),<none>) at $(or $(GIT_BRANCH),<none>)"
+	@test -n "$$GIT_REPO" -a -n "$$GIT_BRANCH" || { echo "No git-sync source: this checkout has no 'origin' remote or no current branch. Set both, e.g. make $@ GIT_REPO=https://github.com/you/mlops-platform.git GIT_BRANCH=main (or GIT_SYNC=off: the DAGs baked into the image)." >&2; exit 2; }
+	git ls-remote --exit-code "$$GIT_REPO" "$$GIT_BRANCH" >/dev/null || { echo "git ls-remote found no branch or tag '$$GIT_BRANCH' in $$GIT_REPO (or could not reach it), so neither could git-sync. Push the branch, or set GIT_REPO/GIT_BRANCH to a public repository and branch that hold dags/; a private one also needs gitSync.credentialsSecret (docs/deployment.md, step 3)." >&2; exit 2; })
+endef
+
 # `helm upgrade --install`: a release is installed the first time and upgraded after, so both
 # targets can be run again after any failure, and a second run changes nothing.
 k8s-install: ## Install every chart in the guide's three packages, waiting after each (step 3)
+	$(k8s_check_git)
 	@echo "==> Namespace $(NAMESPACE) (created when missing)"
 	@$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
 	@echo "==> Package 1, base: secrets postgres redis minio"
@@ -154,7 +180,7 @@ k8s-install: ## Install every chart in the guide's three packages, waiting after
 	$(HELM) upgrade --install grafana ./charts/grafana -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_2)
 	@echo "==> Package 3, orchestration and UI: airflow fastapi streamlit datasource"
-	$(HELM) upgrade --install airflow ./charts/airflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install airflow ./charts/airflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT) $(AIRFLOW_DAGS)
 	$(HELM) upgrade --install fastapi ./charts/fastapi -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(HELM) upgrade --install streamlit ./charts/streamlit -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(HELM) upgrade --install datasource ./charts/datasource -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
@@ -162,6 +188,7 @@ k8s-install: ## Install every chart in the guide's three packages, waiting after
 	@echo "==> Installed. Next: make port-forward (URLs and passwords: docs/deployment.md, step 5)"
 
 k8s-upgrade: ## helm upgrade every release with the charts of this checkout, in install order
+	$(k8s_check_git)
 	@echo "==> Upgrading package 1: secrets postgres redis minio (generated passwords are kept)"
 	$(HELM) upgrade --install secrets ./charts/secrets -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(HELM) upgrade --install postgres ./charts/postgres -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
@@ -174,7 +201,7 @@ k8s-upgrade: ## helm upgrade every release with the charts of this checkout, in 
 	$(HELM) upgrade --install grafana ./charts/grafana -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_2)
 	@echo "==> Upgrading package 3: airflow fastapi streamlit datasource"
-	$(HELM) upgrade --install airflow ./charts/airflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
+	$(HELM) upgrade --install airflow ./charts/airflow -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT) $(AIRFLOW_DAGS)
 	$(HELM) upgrade --install fastapi ./charts/fastapi -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(HELM) upgrade --install streamlit ./charts/streamlit -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(HELM) upgrade --install datasource ./charts/datasource -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)

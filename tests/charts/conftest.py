@@ -31,6 +31,8 @@ CHARTS_DIR = REPO / "charts"
 TOOLS_BIN = REPO / ".tools" / "bin"
 ENSURE_TOOLS = REPO / "scripts" / "ensure-tools.sh"
 NAMESPACE = "mlops"
+# Values a chart cannot render without (charts/<chart>/ci/): the airflow git-sync repository.
+REQUIRED_VALUES = "required-values.yaml"
 
 # The deployment guide's packages, in its order, plus the simulator and the umbrella chart.
 PACKAGE_1 = ["secrets", "postgres", "redis", "minio"]
@@ -123,7 +125,8 @@ def _template(chart: str, release: str, values_json: str, show_only: tuple[str, 
         handle.write(values_json)  # JSON is YAML
     try:
         ensure_dependencies(chart)
-        args = ["template", release, str(CHARTS_DIR / chart), "-n", NAMESPACE, "-f", handle.name]
+        args = ["template", release, str(CHARTS_DIR / chart), "-n", NAMESPACE]
+        args += [*required_values(chart), "-f", handle.name]
         for template in show_only:
             args += ["--show-only", template]
         return helm(*args)
@@ -197,14 +200,27 @@ def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
     return template["template"]["metadata"].get("labels", {})
 
 
+def required_values(chart: str) -> list[str]:
+    """`-f` arguments for the values a user must give ``chart`` (ci/required-values.yaml).
+
+    The airflow chart (and so the umbrella) has no git-sync repository by default and refuses to
+    render without one; every render of the tests starts from this file, as `make charts-test` does.
+    """
+    path = CHARTS_DIR / chart / "ci" / REQUIRED_VALUES
+    return ["-f", str(path)] if path.is_file() else []
+
+
 def ci_value_files(chart: str) -> list[Path]:
-    return sorted((CHARTS_DIR / chart / "ci").glob("*.yaml"))
+    """The ci/*.yaml cases of ``chart``, each rendered on top of its required values."""
+    return sorted(
+        p for p in (CHARTS_DIR / chart / "ci").glob("*.yaml") if p.name != REQUIRED_VALUES
+    )
 
 
 def render_files(chart: str, files: Iterable[Path] = ()) -> list[dict[str, Any]]:
     """Render ``chart`` with values files (the ci/*.yaml cases), as `helm template -f` does."""
     ensure_dependencies(chart)
-    args = ["template", chart, str(CHARTS_DIR / chart), "-n", NAMESPACE]
+    args = ["template", chart, str(CHARTS_DIR / chart), "-n", NAMESPACE, *required_values(chart)]
     for path in files:
         args += ["-f", str(path)]
     return parse_objects(helm(*args))

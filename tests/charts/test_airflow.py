@@ -33,15 +33,16 @@ from tests.charts.conftest import (
     pod_spec,
     readme_secret_keys,
     render_chart,
+    required_values,
     workloads,
 )
 
 CHART = "airflow"
 SECRET = "airflow-credentials"
-# The deployment guide's `gitSync:` block (charts section); the repository is this project's.
+# The deployment guide's `gitSync:` block (charts section), but for the repository: it has no
+# default (the install passes the checkout's own); renders here take ci/required-values.yaml's.
 GUIDE_GIT_SYNC = {
     "enabled": True,
-    "repository": "https://github.com/mlops-platform/mlops-platform.git",
     "branch": "main",
     "subPath": "dags",
     "image": {"repository": "registry.k8s.io/git-sync/git-sync", "pullPolicy": "IfNotPresent"},
@@ -50,6 +51,7 @@ GUIDE_GIT_SYNC = {
         "limits": {"memory": "128Mi", "cpu": "200m"},
     },
 }
+REQUIRED = yaml.safe_load((CHARTS_DIR / CHART / "ci" / "required-values.yaml").read_text())
 DAG_READERS = ["scheduler", "dag-processor", "triggerer", "worker"]
 DEPLOYMENTS = ["api-server", *DAG_READERS]
 GIT_SYNC_IMAGE = "registry.k8s.io/git-sync/git-sync:"
@@ -417,6 +419,27 @@ def test_git_sync_values_are_the_guides_block() -> None:
         else:
             assert values[key] == expected, key
     assert re.fullmatch(r"v4\.\d+\.\d+", values["image"]["tag"]), "a pinned git-sync v4 tag"
+    assert values["repository"] == "", "no placeholder that nobody can clone"
+
+
+def test_git_sync_without_a_repository_fails_at_render_and_says_what_to_set() -> None:
+    """A placeholder would leave every DAG reader in Init and the install waiting on it."""
+    for values in [{"gitSync": {"repository": ""}}, {"gitSync": {"repository": "", "branch": "x"}}]:
+        with pytest.raises(HelmError) as failure:
+            render_chart(CHART, values)
+        message = str(failure.value)
+        assert "gitSync.repository is empty" in message
+        assert "--set gitSync.repository=https://" in message
+        assert "--set gitSync.enabled=false" in message
+        assert "airflow.gitSync.repository" in message, "the umbrella's key too"
+    image_dags = render_chart(CHART, {"gitSync": {"enabled": False, "repository": ""}})
+    assert not [c for _, spec in pods(image_dags) for c in spec_containers(spec) if is_git_sync(c)]
+
+
+def test_git_sync_refuses_an_address_it_cannot_clone_without_keys() -> None:
+    for address in ["git@github.com:you/mlops-platform.git", "github.com/you/repo", "main"]:
+        with pytest.raises(HelmError, match="gitSync/repository"):
+            render_chart(CHART, {"gitSync": {"repository": address}})
 
 
 @pytest.mark.parametrize("component", DAG_READERS)
@@ -429,7 +452,7 @@ def test_git_sync_sidecar_and_init_in_every_dag_reader(component: str) -> None:
     assert [c["name"] for c in sidecars] == ["git-sync"]
     values = yaml.safe_load((CHARTS_DIR / CHART / "values.yaml").read_text())["gitSync"]
     for container in [*init, *sidecars]:
-        assert flag(container, "repo") == GUIDE_GIT_SYNC["repository"]
+        assert flag(container, "repo") == REQUIRED["gitSync"]["repository"]
         assert flag(container, "ref") == GUIDE_GIT_SYNC["branch"]
         assert flag(container, "root") == "/git"
         assert flag(container, "link") == "repo"
@@ -820,7 +843,15 @@ def test_optional_ingress_targets_the_webserver_service() -> None:
 
 
 def test_notes_say_how_to_reach_the_ui_and_what_next() -> None:
-    out = helm("install", CHART, str(CHARTS_DIR / CHART), "-n", "mlops", "--dry-run=client")
+    out = helm(
+        "install",
+        CHART,
+        str(CHARTS_DIR / CHART),
+        "-n",
+        "mlops",
+        "--dry-run=client",
+        *required_values(CHART),
+    )
     notes = out.split("NOTES:", 1)[1]
     assert "kubectl port-forward svc/airflow-webserver 8080:8080 -n mlops" in notes
     assert "Next: helm install fastapi" in notes

@@ -23,6 +23,7 @@ from tests.charts.conftest import (
     pod_labels,
     pod_spec,
     render_chart,
+    required_values,
     workloads,
 )
 
@@ -213,7 +214,15 @@ def test_guide_release_gives_design_service_names_and_ports(chart: str) -> None:
 
 @pytest.mark.parametrize("chart", sorted(SERVICES))
 def test_notes_say_how_to_reach_the_service(chart: str) -> None:
-    out = helm("install", chart, str(CHARTS_DIR / chart), "-n", "mlops", "--dry-run=client")
+    out = helm(
+        "install",
+        chart,
+        str(CHARTS_DIR / chart),
+        "-n",
+        "mlops",
+        "--dry-run=client",
+        *required_values(chart),
+    )
     notes = out.split("NOTES:", 1)[1]
     service, ports = next(iter(SERVICES[chart].items()))
     assert f"kubectl port-forward svc/{service} " in notes or f"{service}:{ports[-1]}" in notes

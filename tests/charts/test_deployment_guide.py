@@ -38,12 +38,23 @@ from tests.charts.conftest import (
     env_of,
     helm,
     render_chart,
+    required_values,
 )
 
 GUIDE = REPO / "docs" / "deployment.md"
 GUIDE_ES = REPO / "docs" / "deployment.es.md"
 GUIDES = [GUIDE, GUIDE_ES]
-TOOLS = {"helm", "kubectl", "minikube"}
+# The commands compared between the guide and the make targets; git only checks (git ls-remote).
+TOOLS = {"helm", "kubectl", "minikube", "git"}
+# What the recording stand-ins replace (git is the real one, against a local repository).
+STAND_INS = {"helm", "kubectl", "minikube"}
+# The guide's shell variables (GIT_REPO=$(git remote get-url origin)...) -> the value the tests
+# give them: the Makefile takes them from the checkout in the same way.
+SHELL_VALUES = {
+    "GIT_REPO": "https://github.com/mlops-platform/mlops-platform.git",
+    "GIT_BRANCH": "main",
+}
+ASSIGNMENT = re.compile(r"^([A-Z_]+)=\$\((.*)\)$")
 TARGETS = ["k8s-images", "k8s-install", "k8s-upgrade", "k8s-reset", "port-forward"]
 # Arguments that make every target non-interactive and independent of the caller's environment.
 MAKE_VARS = {"HELM": "helm", "KUBECTL": "kubectl", "MINIKUBE": "minikube", "CONFIRM": "yes"}
@@ -131,14 +142,40 @@ def commands(line: str) -> list[tuple[str, ...]]:
 
 
 def guide_commands(path: Path, target: str | None = None) -> list[tuple[str, ...]]:
-    """Commands of the guide's bash blocks (only those marked for ``target`` when given)."""
+    """Commands of the guide's bash blocks (only those marked for ``target`` when given).
+
+    A shell variable's assignment (``GIT_REPO=$(git remote get-url origin)``) is not a command:
+    the Makefile sets the same variable the same way (see guide_assignments).
+    """
     return [
         command
         for marked, text in bash_blocks(path)
         if target is None or marked == target
         for line in logical_lines(text)
+        if not ASSIGNMENT.match(line)
         for command in commands(line)
     ]
+
+
+def guide_assignments(path: Path) -> dict[str, str]:
+    """The guide's shell variables -> the command whose output they hold."""
+    found: dict[str, str] = {}
+    for _, text in bash_blocks(path):
+        for line in logical_lines(text):
+            match = ASSIGNMENT.match(line)
+            if match:
+                assert found.setdefault(match.group(1), match.group(2)) == match.group(2), line
+    return found
+
+
+def with_values(command: tuple[str, ...], values: dict[str, str]) -> tuple[str, ...]:
+    """``command`` with the guide's $VARIABLES replaced by ``values``."""
+    result = []
+    for word in command:
+        for name, value in values.items():
+            word = word.replace(f"${name}", value)
+        result.append(word)
+    return tuple(result)
 
 
 def command_lines(path: Path) -> list[str]:
@@ -149,6 +186,7 @@ def command_lines(path: Path) -> list[str]:
 def make_env() -> dict[str, str]:
     """The environment without what would change the recipes (make flags, our variables)."""
     drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "NAMESPACE", "K8S_TIMEOUT"}
+    drop |= {"HELM_TIMEOUT", "GIT_REPO", "GIT_BRANCH", "GIT_SYNC", "GIT_CREDENTIALS"}
     return {key: value for key, value in os.environ.items() if key not in drop | MAKE_VARS.keys()}
 
 
@@ -306,7 +344,7 @@ def recording_tools(tmp_path: Path) -> tuple[dict[str, str], Path]:
     log = tmp_path / "calls"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in TOOLS:
+    for tool in STAND_INS:
         script = bin_dir / tool
         script.write_text(
             "#!/usr/bin/env bash\n"
@@ -315,7 +353,7 @@ def recording_tools(tmp_path: Path) -> tuple[dict[str, str], Path]:
             'if [ "$1" = "port-forward" ]; then exec sleep 120; fi\n'
         )
         script.chmod(0o755)
-    variables = {tool.upper(): str(bin_dir / tool) for tool in TOOLS}
+    variables = {tool.upper(): str(bin_dir / tool) for tool in STAND_INS}
     return variables, log
 
 
@@ -328,24 +366,121 @@ def plain(command: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(" ".join(command).split())
 
 
-@pytest.mark.parametrize("target", ["k8s-images", "k8s-install", "k8s-upgrade", "k8s-reset"])
-def test_make_runs_the_guide_commands_in_order(
-    target: str, recording_tools: tuple[dict[str, str], Path]
-) -> None:
-    variables, log = recording_tools
-    args = [f"{key}={value}" for key, value in variables.items()]
-    result = subprocess.run(
-        ["make", "--no-print-directory", target, *args, "CONFIRM=yes"],
-        cwd=REPO,
+def git(*args: str, cwd: Path) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def git_remote(tmp_path: Path) -> dict[str, str]:
+    """A real repository with a branch `main` holding dags/: GIT_REPO and GIT_BRANCH for make."""
+    work = tmp_path / "work"
+    (work / "dags").mkdir(parents=True)
+    (work / "dags" / "data_pipeline.py").write_text("# a DAG\n")
+    git("init", "-q", "-b", "main", cwd=work)
+    git("add", ".", cwd=work)
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "dags", cwd=work)
+    bare = tmp_path / "remote.git"
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+    return {"GIT_REPO": f"file://{bare}", "GIT_BRANCH": "main"}
+
+
+def run_make(target: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), target, *args],
+        cwd=cwd,
         env=make_env(),
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize("target", ["k8s-images", "k8s-install", "k8s-upgrade", "k8s-reset"])
+def test_make_runs_the_guide_commands_in_order(
+    target: str, recording_tools: tuple[dict[str, str], Path], git_remote: dict[str, str]
+) -> None:
+    variables, log = recording_tools
+    args = [f"{key}={value}" for key, value in {**variables, **git_remote}.items()]
+    result = run_make(target, *args, "CONFIRM=yes")
     assert result.returncode == 0, result.stderr
     calls = [call for call in recorded(log) if not is_namespace_guard(call)]
-    assert calls == [plain(command) for command in guide_commands(GUIDE, target)]
+    expected = [
+        plain(with_values(command, git_remote))
+        for command in guide_commands(GUIDE, target)
+        if command[0] in STAND_INS
+    ]
+    assert calls == expected
+
+
+@pytest.mark.parametrize("target", ["k8s-install", "k8s-upgrade"])
+def test_make_checks_the_git_sync_source_before_installing_anything(
+    target: str, recording_tools: tuple[dict[str, str], Path], git_remote: dict[str, str]
+) -> None:
+    """Without a source git-sync can clone, the Airflow pods would wait in Init forever: the
+    targets stop first, touch nothing, and say what to do."""
+    variables, log = recording_tools
+    tools = [f"{key}={value}" for key, value in variables.items()]
+    cases = {
+        "GIT_BRANCH=not-pushed": "no branch or tag 'not-pushed'",
+        "GIT_REPO=file:///nonexistent/repo.git": "could not reach it",
+        "GIT_REPO=": "No git-sync source",
+        "GIT_BRANCH=": "No git-sync source",
+    }
+    for override, message in cases.items():
+        source = {**git_remote, **dict([override.split("=", 1)])}
+        result = run_make(target, *tools, *(f"{k}={v}" for k, v in source.items()))
+        assert result.returncode != 0, override
+        assert message in result.stderr, (override, result.stderr)
+        assert "GIT_REPO" in result.stderr, result.stderr
+        assert "GIT_BRANCH" in result.stderr, result.stderr
+        assert recorded(log) == [], f"{override}: something was installed before the check"
+
+
+def test_make_takes_the_git_sync_source_from_the_checkout(tmp_path: Path) -> None:
+    """origin and the current branch; an SSH origin as HTTPS (git-sync has no SSH key)."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git("init", "-q", "-b", "feature/x", cwd=checkout)
+    for origin, expected in [
+        ("git@github.com:you/mlops-platform.git", "https://github.com/you/mlops-platform.git"),
+        ("ssh://git@gitlab.com/team/ml.git", "https://gitlab.com/team/ml.git"),
+        ("https://github.com/you/fork.git", "https://github.com/you/fork.git"),
+    ]:
+        if git("remote", cwd=checkout):
+            git("remote", "remove", "origin", cwd=checkout)
+        git("remote", "add", "origin", origin, cwd=checkout)
+        printed = run_make("k8s-install", "-n", cwd=checkout).stdout
+        assert f"==> git-sync source: {expected} at feature/x" in printed, printed
+    override = run_make("k8s-install", "-n", "GIT_REPO=https://h/r.git", cwd=checkout).stdout
+    assert "git-sync source: https://h/r.git at feature/x" in override
+
+
+def test_make_without_git_sync_or_with_a_private_repository() -> None:
+    off = make_commands(run_make("k8s-install", "-n", "GIT_SYNC=off").stdout)
+    assert not [command for command in off if command[0] == "git"], "no check without git-sync"
+    (airflow,) = [command for command in off if release_of(command) == "airflow"]
+    assert airflow[-2:] == ("--set", "gitSync.enabled=false")
+    private = run_make("k8s-install", "-n", "GIT_CREDENTIALS=git-credentials").stdout
+    (airflow,) = [c for c in make_commands(private) if release_of(c) == "airflow"]
+    assert airflow[-2:] == ("--set", "gitSync.credentialsSecret=git-credentials")
+    assert airflow[-6:-2] == (
+        *("--set", "gitSync.repository=$GIT_REPO"),
+        *("--set", "gitSync.branch=$GIT_BRANCH"),
+    )
+
+
+def test_the_guide_sets_git_variables_as_the_makefile_does() -> None:
+    """The guide's `GIT_REPO=$(...)` lines run the commands the Makefile's defaults run."""
+    makefile = (REPO / "Makefile").read_text()
+    for path in GUIDES:
+        assignments = guide_assignments(path)
+        assert set(assignments) == {"GIT_REPO", "GIT_BRANCH"}, path.name
+        for name, command in assignments.items():
+            definition = re.search(rf"^{name} \?= \$\(shell (.*)\)$", makefile, re.M)
+            assert definition, f"Makefile has no default for {name}"
+            assert definition.group(1).startswith(command), (name, command)
 
 
 @pytest.mark.parametrize("answer", ["n", "", "nope"])
@@ -507,9 +642,15 @@ def test_every_chart_path_of_both_guides_exists() -> None:
 
 
 def helm_template_args(command: tuple[str, ...]) -> list[str]:
-    """`helm install|upgrade ...` as the `helm template` call that renders the same thing."""
+    """`helm install|upgrade ...` as the `helm template` call that renders the same thing.
+
+    The guide's $GIT_REPO and $GIT_BRANCH take SHELL_VALUES; a plain `helm upgrade` (no
+    --install) keeps the values the release was installed with, so it starts from the chart's
+    required values as that install did.
+    """
     positional: list[str] = []
     values: list[str] = []
+    command = with_values(command, SHELL_VALUES)
     words = iter(command[2:])
     for word in words:
         if word in {"-n", "--namespace"}:
@@ -528,6 +669,9 @@ def helm_template_args(command: tuple[str, ...]) -> list[str]:
             positional.append(word)
     release, chart = positional
     assert chart.startswith("./charts/"), command
+    assert "$" not in " ".join(values), f"a shell variable the test does not know: {command}"
+    if command[1] == "upgrade" and "--install" not in command:
+        values = [*required_values(Path(chart).name), *values]
     return ["template", release, str(REPO / chart), "-n", "mlops", *values]
 
 

@@ -16,6 +16,7 @@ from tests.charts.conftest import (
     ensure_dependencies,
     helm,
     render_files,
+    required_values,
 )
 
 K8S_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
@@ -34,7 +35,7 @@ def test_harness_covers_the_first_seven_charts() -> None:
 @pytest.mark.parametrize("chart", ALL_CHARTS)
 def test_lint_strict(chart: str) -> None:
     ensure_dependencies(chart)
-    args = ["lint", "--strict", str(CHARTS_DIR / chart), "-n", "mlops"]
+    args = ["lint", "--strict", str(CHARTS_DIR / chart), "-n", "mlops", *required_values(chart)]
     helm(*args)
     for path in ci_value_files(chart):
         helm(*args, "-f", str(path))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.charts.conftest import CHARTS_DIR, REPO, UMBRELLA, ci_value_files, helm
+from tests.charts.conftest import CHARTS_DIR, REPO, UMBRELLA, ci_value_files, helm, required_values
 
 CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
 ROW = re.compile(r"^\| `(CKV2?_K8S_\d+)` \| [^|]+ \| ([^|]+) \|$", re.M)
@@ -32,6 +32,7 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     folder = tmp_path_factory.mktemp("rendered")
     for values in [None, *ci_value_files(UMBRELLA)]:
         args = ["template", "mlops", str(CHARTS_DIR / UMBRELLA), "-n", "mlops"]
+        args += required_values(UMBRELLA)
         text = helm(*args, *(["-f", str(values)] if values else []))
         (folder / f"{values.stem if values else 'defaults'}.yaml").write_text(text)
     result = subprocess.run(

@@ -27,6 +27,7 @@ from tests.charts.conftest import (
     pod_spec,
     render_chart,
     require_tool,
+    required_values,
     workloads,
 )
 from tests.charts.test_cross_references import LOCAL, hosts_in_configs, hosts_in_workloads
@@ -234,7 +235,14 @@ def test_every_pod_label_names_its_chart() -> None:
 def notes(*args: str) -> str:
     ensure_dependencies(UMBRELLA)
     out = helm(
-        "install", "mlops", str(CHARTS_DIR / UMBRELLA), "-n", "mlops", "--dry-run=client", *args
+        "install",
+        "mlops",
+        str(CHARTS_DIR / UMBRELLA),
+        "-n",
+        "mlops",
+        "--dry-run=client",
+        *required_values(UMBRELLA),
+        *args,
     )
     return out.split("NOTES:", 1)[1]
 

@@ -312,6 +312,9 @@ gitSync.period and answers its probes on gitSync.httpPort.
 */}}
 {{- define "airflow.gitSyncContainer" -}}
 {{- $gs := .root.Values.gitSync -}}
+{{- if not $gs.repository }}
+{{- fail "gitSync.repository is empty: git-sync would have nothing to clone and Airflow's pods would wait in Init forever. Set the Git repository that holds dags/ (in the umbrella chart: airflow.gitSync.repository), e.g. --set gitSync.repository=https://github.com/you/mlops-platform.git --set gitSync.branch=main (make k8s-install passes this checkout's origin and branch), or use the DAGs baked into the image with --set gitSync.enabled=false." }}
+{{- end }}
 - name: {{ if .init }}git-sync-init{{ else }}git-sync{{ end }}
   image: {{ include "airflow.image" $gs.image }}
   imagePullPolicy: {{ $gs.image.pullPolicy }}
