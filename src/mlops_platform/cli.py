@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -210,6 +211,125 @@ def mlflow_upgrade() -> None:
 
     upgrade_backend(_settings())
     console.print("[green]MLflow database is up to date.[/green]")
+
+
+check_app = typer.Typer(
+    help="Post-install checks: call a server by its Service name as its clients do (helm test).",
+    no_args_is_help=True,
+)
+app.add_typer(check_app, name="check")
+
+
+def _check(check: Callable[[], str], within_s: float) -> None:
+    """Run ``check`` (retrying for ``within_s``): its sentence, or the failure and exit 1."""
+    from mlops_platform.checks import CheckFailed, retrying
+
+    try:
+        console.print(f"[green]ok[/green] {retrying(check, within_s)}", soft_wrap=True)
+    except CheckFailed as error:
+        console.print(f"[red]failed[/red] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+Within = Annotated[float, typer.Option(help="Keep retrying a failing check this long (s).")]
+
+
+@check_app.command("http")
+def check_http(url: str, within: Within = 60.0) -> None:
+    """GET URL answers 200 (mlflow /health, Airflow's /api/v2/monitor/health, ...)."""
+    from mlops_platform import checks
+
+    _check(lambda: checks.http_ok(url), within)
+
+
+@check_app.command("fastapi")
+def check_fastapi(url: str, within: Within = 60.0) -> None:
+    """The inference API is ready; once a model is in production, it predicts a price."""
+    from mlops_platform import checks
+
+    _check(lambda: checks.fastapi(url), within)
+
+
+@check_app.command("prometheus")
+def check_prometheus(
+    url: str,
+    job: Annotated[str, typer.Option(help="Scrape job that must be up.")] = "fastapi",
+    within: Within = 60.0,
+) -> None:
+    """Prometheus is ready and the scrape target of JOB is up."""
+    from mlops_platform import checks
+
+    _check(lambda: checks.prometheus(url, job), within)
+
+
+@check_app.command("grafana")
+def check_grafana(
+    url: str,
+    datasource: Annotated[str, typer.Option(help="Provisioned datasource name.")] = "Prometheus",
+    user: Annotated[str, typer.Option(envvar="GRAFANA_USER", help="Admin user.")] = "admin",
+    password: Annotated[str, typer.Option(envvar="GRAFANA_PASSWORD", help="Admin password.")] = "",
+    within: Within = 60.0,
+) -> None:
+    """Grafana is healthy and its provisioned DATASOURCE answers."""
+    from mlops_platform import checks
+
+    _check(lambda: checks.grafana(url, user, password, datasource), within)
+
+
+@check_app.command("s3")
+def check_s3(
+    endpoint: str,
+    bucket: Annotated[str, typer.Option(help="Bucket that must exist.")] = "mlflow",
+    access_key: Annotated[str, typer.Option(envvar="AWS_ACCESS_KEY_ID")] = "",
+    secret_key: Annotated[str, typer.Option(envvar="AWS_SECRET_ACCESS_KEY")] = "",
+    within: Within = 60.0,
+) -> None:
+    """The S3 API at ENDPOINT has BUCKET and lets the identity list it."""
+    from mlops_platform import checks
+
+    _check(lambda: checks.s3_bucket(endpoint, bucket, access_key, secret_key), within)
+
+
+@check_app.command("postgres")
+def check_postgres(
+    host: str,
+    database: Annotated[
+        list[str],
+        typer.Option(
+            help="Database to log in to, as its own user: <DB>_USERNAME and <DB>_PASSWORD "
+            "(upper case) hold the login. Repeat for each."
+        ),
+    ],
+    port: int = 5432,
+    within: Within = 60.0,
+) -> None:
+    """PostgreSQL accepts each database's own user."""
+    import os
+
+    from mlops_platform import checks
+
+    logins = []
+    for name in database:
+        prefix = name.upper().replace("-", "_")
+        user, password = (os.environ.get(f"{prefix}_{key}") for key in ("USERNAME", "PASSWORD"))
+        if not user or not password:
+            console.print(f"[red]failed[/red] set {prefix}_USERNAME and {prefix}_PASSWORD")
+            raise typer.Exit(2)
+        logins.append(checks.Login(name, user, password))
+    _check(lambda: checks.postgres_logins(host, port, logins), within)
+
+
+@check_app.command("redis")
+def check_redis(
+    host: str,
+    port: int = 6379,
+    password: Annotated[str, typer.Option(envvar="REDIS_PASSWORD")] = "",
+    within: Within = 60.0,
+) -> None:
+    """Redis answers PING after AUTH with the password (as Celery connects)."""
+    from mlops_platform import checks
+
+    _check(lambda: checks.redis_ping(host, port, password), within)
 
 
 local_commands.register(app, _settings)
