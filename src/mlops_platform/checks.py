@@ -9,6 +9,7 @@ pod's Secret references), never from the command line.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import TypeVar
 
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from mlops_platform.schema import EXAMPLE_RECORD
 
 T = TypeVar("T")
 # A server that has just rolled out may still be warming up: each check retries this long.
@@ -54,22 +57,23 @@ def http_ok(url: str) -> str:
     return f"GET {url}: 200"
 
 
-def fastapi(url: str) -> str:
-    """Ready, and once a model is in production, one prediction of a positive price."""
-    from mlops_platform.serving.state import EXAMPLE_RECORD  # the API's own example listing
+def fastapi(url: str, client: httpx.Client | None = None) -> str:
+    """Ready, and once a model is in production, one prediction of a positive price.
 
+    ``client``: an httpx client to send the requests with (the tests pass the app's own).
+    """
     base = url.rstrip("/")
-    with httpx.Client(timeout=TIMEOUT_S) as client:
-        ready = _get(client, f"{base}/readyz")
+    with contextlib.nullcontext(client) if client else httpx.Client(timeout=TIMEOUT_S) as http:
+        ready = _get(http, f"{base}/readyz")
         if ready.status_code != 200:
             raise CheckFailed(f"GET {base}/readyz: {ready.status_code} {ready.text[:300]}")
-        model = _get(client, f"{base}/model")
+        model = _get(http, f"{base}/model")
         if model.status_code == 503:
             return f"{base}: ready, no model in production yet (prediction not tried)"
         if model.status_code != 200:
             raise CheckFailed(f"GET {base}/model: {model.status_code} {model.text[:300]}")
         try:
-            answer = client.post(f"{base}/predict", json=EXAMPLE_RECORD)
+            answer = http.post(f"{base}/predict", json=EXAMPLE_RECORD)
         except httpx.HTTPError as error:
             raise CheckFailed(f"POST {base}/predict: {error!r}") from error
     if answer.status_code != 200:

@@ -353,3 +353,20 @@ def validation_reasons(error: Any) -> list[tuple[str, str]]:
     order = {name: i for i, name in enumerate(FIELDS)}
     out.sort(key=lambda pair: order.get(pair[0].split(":")[0], len(order)))
     return out
+
+
+# A valid listing as a client sends it: the API's documented example, its warm-up row when a model
+# version has no SHAP background, and what `mlops check fastapi` asks a price for.
+EXAMPLE_RECORD: dict[str, Any] = ListingFeatures(
+    brokered_by="103378",
+    status="for_sale",
+    bed=3,
+    bath=2,
+    acre_lot=0.25,
+    street="1698080",
+    city="Austin",
+    state="Texas",
+    zip_code="78701",
+    house_size=1850,
+    prev_sold_date="2019-06-14",
+).model_dump(mode="json")

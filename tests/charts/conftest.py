@@ -74,6 +74,60 @@ FLOWS: dict[str, set[str]] = {
     "streamlit": set(),
 }
 
+# `helm test` pods (charts/<chart>/templates/tests/) are labelled app.kubernetes.io/component=test.
+# With tests.enabled a server's NetworkPolicy has one more ingress rule after its clients' (the only
+# rule when it has none), admitting its own chart's test pod — name, instance and component, since
+# the umbrella gives every dependency one release name — on the port that pod calls. FLOWS does not
+# list it: compare client_rules() with FLOWS, and the rest with helm_test_rule().
+TEST_COMPONENT = "test"
+
+
+def helm_test_peer(chart: str, release: str | None = None) -> dict[str, Any]:
+    """The NetworkPolicy peer that admits ``chart``'s own `helm test` pod of ``release``."""
+    labels = {
+        "app.kubernetes.io/name": chart,
+        "app.kubernetes.io/instance": release or chart,
+        "app.kubernetes.io/component": TEST_COMPONENT,
+    }
+    return {"podSelector": {"matchLabels": labels}}
+
+
+def helm_test_rule(chart: str, ports: Iterable[int], release: str | None = None) -> dict[str, Any]:
+    """The ingress rule admitting ``chart``'s `helm test` pod on ``ports`` (pod ports)."""
+    return {
+        "from": [helm_test_peer(chart, release)],
+        "ports": [{"port": port, "protocol": "TCP"} for port in ports],
+    }
+
+
+def is_helm_test_rule(rule: dict[str, Any]) -> bool:
+    """Whether an ingress rule admits `helm test` pods only (not a client of FLOWS)."""
+    peers = rule.get("from", [])
+    return bool(peers) and all(
+        peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        == TEST_COMPONENT
+        for peer in peers
+    )
+
+
+def client_rules(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """A NetworkPolicy's ingress rules for its clients (FLOWS, extraFrom): all but `helm test`'s."""
+    return [rule for rule in policy["spec"].get("ingress", []) if not is_helm_test_rule(rule)]
+
+
+def helm_test_rules(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """A NetworkPolicy's ingress rules for `helm test` pods."""
+    return [rule for rule in policy["spec"].get("ingress", []) if is_helm_test_rule(rule)]
+
+
+def helm_test_pods(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `helm test` hook Pods of a render (`helm template` includes them)."""
+    return [
+        obj
+        for obj in by_kind(objects, "Pod")
+        if obj["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
+
 
 def find_tool(name: str) -> str | None:
     """A tool from .tools/bin or PATH; runs scripts/ensure-tools.sh once when it is missing."""

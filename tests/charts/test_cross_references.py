@@ -16,6 +16,7 @@ from tests.charts.conftest import (
     SERVICES,
     all_containers,
     by_kind,
+    client_rules,
     one,
     pod_labels,
     pod_spec,
@@ -211,7 +212,7 @@ def test_network_policies_admit_the_contract_flows_on_the_service_ports() -> Non
         selector = policy["spec"]["podSelector"]["matchLabels"]
         assert selector.items() <= service["spec"]["selector"].items(), server
         assert policy["spec"]["policyTypes"] == ["Ingress"]
-        rules = policy["spec"]["ingress"]
+        rules = client_rules(policy)  # the `helm test` pod's rule: test_network_policies.py
         admitted = {
             peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
             for rule in rules

@@ -12,17 +12,26 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.exceptions
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from mlops_platform import checks
+from mlops_platform.cli import app
 from mlops_platform.local.postgres import free_port
 from mlops_platform.local.s3 import weed_binary
 from tests.charts.conftest import (
+    HelmError,
     by_kind,
+    client_rules,
     env_of,
+    helm_test_pods,
+    helm_test_rule,
+    helm_test_rules,
     one,
     pod_labels,
     pod_spec,
@@ -197,3 +206,198 @@ def test_service_sends_traffic_to_the_server_not_to_the_bucket_job() -> None:
         "app.kubernetes.io/name": "minio",
         "app.kubernetes.io/instance": "minio",
     }
+
+
+# `helm test minio` (templates/tests/test-connection.yaml).
+
+
+def secret_refs(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Environment variable -> (Secret, key) of a container's secretKeyRefs."""
+    return {
+        name: (item["valueFrom"]["secretKeyRef"]["name"], item["valueFrom"]["secretKeyRef"]["key"])
+        for name, item in env_of(container).items()
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+
+
+def run_check(pod: dict[str, Any], secret: dict[tuple[str, str], str], *extra: str) -> Any:
+    """The test pod's command through the real CLI, its Secret references resolved in
+    ``secret``; a failing check is given no retries."""
+    (container,) = pod["spec"]["containers"]
+    command = [*container["command"], *container["args"]]
+    assert command[:3] == ["mlops", "check", "s3"]
+    env = {name: item["value"] for name, item in env_of(container).items() if "value" in item}
+    env |= {name: secret[ref] for name, ref in secret_refs(container).items()}
+    return CliRunner().invoke(app, [*command[1:], *extra, "--within", "0"], env=env)
+
+
+def stand_in_secret(pod: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """Each Secret value the pod reads stands in as "<secret>/<key>"."""
+    (container,) = pod["spec"]["containers"]
+    return {ref: "/".join(ref) for ref in secret_refs(container).values()}
+
+
+def test_helm_test_lists_the_bucket_as_mlflow_through_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = render_chart("minio")
+    (pod,) = helm_test_pods(objects)
+    assert pod["metadata"]["name"] == "minio-test"
+    assert pod["metadata"]["annotations"] == {
+        "helm.sh/hook": "test",
+        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+    }
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(checks, "s3_bucket", lambda *args: calls.append(args) or "ok")
+    result = run_check(pod, stand_in_secret(pod))
+    assert result.exit_code == 0, result.output
+    ((endpoint, bucket, access_key, secret_key),) = calls
+    # The S3 port of the chart's Service, the bucket the server scopes MLflow's identity to (and
+    # the Job creates), and that identity's keys as the server reads them.
+    service = one(objects, "Service", "minio")
+    (s3_port,) = [p["port"] for p in service["spec"]["ports"] if p["name"] == "http-s3"]
+    assert endpoint == f"http://{service['metadata']['name']}:{s3_port}"
+    server = pod_spec(one(objects, "Deployment", "minio"))["containers"][0]
+    job = pod_spec(one(objects, "Job", "minio-create-bucket"))["containers"][0]
+    assert bucket == env_of(server)["BUCKET"]["value"] == env_of(job)["BUCKET"]["value"]
+    refs = secret_refs(server)
+    assert (access_key, secret_key) == (
+        "/".join(refs["MLFLOW_ACCESS_KEY"]),
+        "/".join(refs["MLFLOW_SECRET_KEY"]),
+    )
+
+
+def test_helm_test_follows_release_service_bucket_and_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = {
+        "mlflowBucket": "artifacts",
+        "service": {"port": 19000},
+        "auth": {"existingSecret": "s3-keys", "mlflowAccessKeyKey": "ak"},
+    }
+    (pod,) = helm_test_pods(render_chart("minio", values, release="store"))
+    assert pod["metadata"]["name"] == "store-minio-test"
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(checks, "s3_bucket", lambda *args: calls.append(args) or "ok")
+    assert run_check(pod, stand_in_secret(pod)).exit_code == 0
+    assert calls == [
+        ("http://store-minio:19000", "artifacts", "s3-keys/ak", "s3-keys/mlflow-secret-key")
+    ]
+
+
+@pytest.mark.integration
+def test_helm_test_passes_on_the_chart_server_once_the_bucket_exists(
+    chart_s3_server: tuple[str, dict[str, str]],
+) -> None:
+    """The real check, as MLflow's identity, against the chart's own server (its start script):
+    it fails before the bucket Job has run, and passes after."""
+    endpoint, creds = chart_s3_server
+    objects = render_chart("minio", {"mlflowBucket": "mlflow"})
+    (pod,) = helm_test_pods(objects)
+    server = pod_spec(one(objects, "Deployment"))["containers"][0]
+    # The Secret the server was started from: the fixture's value of each variable it reads.
+    secret = {ref: creds[name] for name, ref in secret_refs(server).items()}
+    (container,) = pod["spec"]["containers"]
+    container["args"][0] = endpoint  # what the Service's name leads to, here on loopback
+    missing = run_check(pod, secret)
+    assert missing.exit_code == 1, missing.output
+    assert "failed" in missing.output
+    assert "bucket 'mlflow'" in missing.output
+    root = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=creds["ROOT_USER"],
+        aws_secret_access_key=creds["ROOT_PASSWORD"],
+        region_name="us-east-1",
+    )
+    root.create_bucket(Bucket="mlflow")
+    done = run_check(pod, secret)
+    assert done.exit_code == 0, done.output
+    assert "can be listed" in done.output
+
+
+def test_helm_test_pod_is_hardened_and_placed_like_the_server() -> None:
+    placement = {
+        "imagePullSecrets": [{"name": "regcred"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    objects = render_chart("minio", placement)
+    (pod,) = helm_test_pods(objects)
+    spec = pod["spec"]
+    assert {key: spec[key] for key in placement} == placement
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = spec["containers"]
+    assert container["image"] == "mlops/platform:0.1.0"
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert env_of(container)["HOME"] == {"name": "HOME", "value": "/tmp"}
+    (tmp,) = container["volumeMounts"]
+    assert tmp["mountPath"] == "/tmp"
+    assert {"name": tmp["name"], "emptyDir": {}} in spec["volumes"]
+    # Keys only through Secret references, never on the command line.
+    assert all("value" not in item for name, item in env_of(container).items() if name != "HOME")
+    # Not behind the Service: it selects the server component only.
+    selector = one(objects, "Service", "minio")["spec"]["selector"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+
+
+def test_network_policy_admits_the_helm_test_pod_on_the_s3_port_only() -> None:
+    objects = render_chart("minio")
+    (pod,) = helm_test_pods(objects)
+    policy = one(objects, "NetworkPolicy", "minio")
+    server = pod_spec(one(objects, "Deployment"))["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in server["ports"]}
+    targets = {p["name"]: p["targetPort"] for p in one(objects, "Service")["spec"]["ports"]}
+    s3_port = ports[targets["http-s3"]]
+    assert helm_test_rules(policy) == [helm_test_rule("minio", [s3_port])]
+    peer = helm_test_rules(policy)[0]["from"][0]["podSelector"]["matchLabels"]
+    assert peer.items() <= pod["metadata"]["labels"].items()
+    assert [peer for r in client_rules(policy) for peer in r["from"]] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+        for name in ["mlflow", "minio"]
+    ]
+    # No client at all: the test pod is the only peer; in the umbrella, only minio's own.
+    alone = one(render_chart("minio", {"networkPolicy": {"allowedClients": []}}), "NetworkPolicy")
+    assert alone["spec"]["ingress"] == [helm_test_rule("minio", [s3_port])]
+    umbrella = one(render_chart("minio", release="mlops"), "NetworkPolicy")
+    assert helm_test_rules(umbrella) == [helm_test_rule("minio", [s3_port], "mlops")]
+
+
+def test_helm_test_can_be_turned_off() -> None:
+    off = {"tests": {"enabled": False}}
+    objects = render_chart("minio", off)
+    assert helm_test_pods(objects) == []
+    policy = one(objects, "NetworkPolicy", "minio")
+    assert helm_test_rules(policy) == []
+    assert policy["spec"]["ingress"] == client_rules(policy)
+    alone = render_chart("minio", {**off, "networkPolicy": {"allowedClients": []}})
+    assert one(alone, "NetworkPolicy")["spec"]["ingress"] == []
+
+
+@pytest.mark.parametrize(
+    ("tests", "error"),
+    [
+        ({"image": {"tag": 1}}, r"/tests/image/tag.*got number, want string"),
+        ({"image": {"tag": "latest"}}, r"/tests/image/tag"),
+        ({"enabled": "yes"}, r"/tests/enabled.*got string, want boolean"),
+        ({"colour": "blue"}, r"/tests.*additional properties 'colour' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_test_values(tests: dict[str, Any], error: str) -> None:
+    with pytest.raises(HelmError, match=error):
+        render_chart("minio", {"tests": tests})

@@ -1,7 +1,9 @@
 """The NetworkPolicy of every chart with a Service (charts/README.md, "shared contract"): one
 policy selecting the chart's pods, admitting the clients of FLOWS (in the order of the chart's
 values) plus `extraFrom`, on the pod ports behind the chart's Service(s) — a policy matches the
-pod's port, after the Service's translation — and nothing in-cluster when both lists are empty.
+pod's port, after the Service's translation — and nothing in-cluster when both lists are empty;
+with tests.enabled, one more rule admitting the chart's own `helm test` pod on the port it calls
+(conftest.helm_test_rule), the only rule when no client is listed.
 
 Checked chart by chart on the staged install; the umbrella's policies are test_umbrella.py's, the
 flows between packages 1-2 test_cross_references.py's."""
@@ -20,6 +22,10 @@ from tests.charts.conftest import (
     HelmError,
     all_containers,
     by_kind,
+    client_rules,
+    helm_test_pods,
+    helm_test_rule,
+    helm_test_rules,
     one,
     pod_labels,
     render_chart,
@@ -98,6 +104,12 @@ def expected_ports(chart: str, objects: list[dict[str, Any]]) -> list[dict[str, 
     return [{"port": port, "protocol": "TCP"} for port in ports]
 
 
+def expected_test_rule(chart: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `helm test` pod's rule: the pod port behind the Service's first port (what the pod
+    calls: S3 for minio, the api-server for Airflow), not the others."""
+    return helm_test_rule(chart, ports_behind_services(objects)[:1])
+
+
 def test_every_chart_with_a_service_and_only_those_render_a_policy() -> None:
     assert set(POLICY_CHARTS) == set(FLOWS) == set(POD_PORTS)
     for chart in COMPONENTS:
@@ -127,11 +139,12 @@ def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str)
     clients = default_clients(chart)
     assert set(clients) == FLOWS[chart]
     assert len(clients) == len(FLOWS[chart]), "each client once"
+    assert helm_test_rules(found) == [expected_test_rule(chart, objects)], "the last rule"
     if not clients:
-        assert spec["ingress"] == [], "no in-cluster client: port-forward or extraFrom"
+        assert client_rules(found) == [], "no in-cluster client: port-forward or extraFrom"
         return
     ports = expected_ports(chart, objects)
-    assert spec["ingress"] == [{"from": [peer(name) for name in clients], "ports": ports}]
+    assert client_rules(found) == [{"from": [peer(name) for name in clients], "ports": ports}]
     # Every port admitted is one the selected pods listen on (Airflow's log servers too).
     listening = {port for workload in selected for port in container_ports(workload).values()}
     assert {p["port"] for p in ports} <= listening
@@ -143,8 +156,9 @@ def test_ports_follow_the_pod_port_not_the_service_port(chart: str) -> None:
     objects = render_chart(chart, values)
     service_ports = [p["port"] for s in by_kind(objects, "Service") for p in s["spec"]["ports"]]
     assert 18080 in service_ports, "the Service port did change"
-    (rule,) = one(objects, "NetworkPolicy", chart)["spec"]["ingress"]
-    assert rule == {"from": [peer("ui")], "ports": expected_ports(chart, objects)}
+    found = one(objects, "NetworkPolicy", chart)
+    assert client_rules(found) == [{"from": [peer("ui")], "ports": expected_ports(chart, objects)}]
+    assert helm_test_rules(found) == [expected_test_rule(chart, objects)]
 
 
 @per_chart
@@ -155,7 +169,19 @@ def test_policy_can_be_turned_off(chart: str) -> None:
 
 @per_chart
 def test_no_client_admits_nothing_in_cluster(chart: str) -> None:
-    assert policy(chart, {"networkPolicy": {"allowedClients": []}})["spec"]["ingress"] == []
+    nobody = {"networkPolicy": {"allowedClients": []}, "tests": {"enabled": False}}
+    assert policy(chart, nobody)["spec"]["ingress"] == []
+    # With the `helm test` pod: its rule alone.
+    objects = render_chart(chart, {"networkPolicy": {"allowedClients": []}})
+    found = one(objects, "NetworkPolicy", chart)
+    assert found["spec"]["ingress"] == [expected_test_rule(chart, objects)]
+
+
+@per_chart
+def test_tests_disabled_admit_no_test_pod(chart: str) -> None:
+    objects = render_chart(chart, {"tests": {"enabled": False}})
+    assert helm_test_pods(objects) == []
+    assert helm_test_rules(one(objects, "NetworkPolicy", chart)) == []
 
 
 @per_chart
@@ -168,7 +194,7 @@ def test_extra_peers_come_after_the_clients_on_the_same_ports(
         values["allowedClients"] = clients
     objects = render_chart(chart, {"networkPolicy": values})
     admitted = default_clients(chart) if clients is None else clients
-    assert one(objects, "NetworkPolicy", chart)["spec"]["ingress"] == [
+    assert client_rules(one(objects, "NetworkPolicy", chart)) == [
         {"from": [*map(peer, admitted), *EXTRA_PEERS], "ports": expected_ports(chart, objects)}
     ]
 

@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from typer.testing import CliRunner
 
+from mlops_platform import checks
+from mlops_platform.cli import app
 from mlops_platform.local.postgres import LocalPostgres
 from tests.charts.conftest import (
     HelmError,
     by_kind,
+    client_rules,
     env_of,
+    helm_test_pods,
+    helm_test_rule,
+    helm_test_rules,
     one,
     pod_spec,
     render_chart,
@@ -281,3 +289,207 @@ def test_release_name_and_secret_can_change() -> None:
     }
     env = env_of(pod_spec(one(objects, "StatefulSet"))["containers"][0])
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "my-pg"
+
+
+# `helm test postgres` (templates/tests/test-connection.yaml).
+
+
+def check_call(pod: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+    """Run the test pod's command through the real CLI with the check itself replaced: what it
+    would be called with (each Secret value stands in as "<secret>/<key>"), so a renamed option
+    or environment variable fails here, not in the cluster."""
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(checks, "postgres_logins", lambda *args: calls.append(args) or "ok")
+    (container,) = pod["spec"]["containers"]
+    command = [*container["command"], *container["args"]]
+    assert command[:3] == ["mlops", "check", "postgres"]
+    env = {
+        name: item.get("value") or "{name}/{key}".format(**item["valueFrom"]["secretKeyRef"])
+        for name, item in env_of(container).items()
+    }
+    result = CliRunner().invoke(app, command[1:], env=env)
+    assert result.exit_code == 0, result.output
+    (call,) = calls
+    return call
+
+
+def test_helm_test_logs_in_to_every_database_through_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = render_chart("postgres")
+    (pod,) = helm_test_pods(objects)
+    assert pod["metadata"]["name"] == "postgres-test"
+    assert pod["metadata"]["annotations"] == {
+        "helm.sh/hook": "test",
+        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+    }
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+    service = one(objects, "Service", "postgres")
+    host, port, logins = check_call(pod, monkeypatch)
+    assert (host, port) == (service["metadata"]["name"], service["spec"]["ports"][0]["port"])
+    # Each database of the chart's list, as the user the server made it for (same Secret keys).
+    server = env_of(pod_spec(one(objects, "StatefulSet"))["containers"][0])
+    owners = {
+        db: tuple(
+            "{name}/{key}".format(**server[f"DB_{db.upper()}_{var}"]["valueFrom"]["secretKeyRef"])
+            for var in ("USER", "PASSWORD")
+        )
+        for db in DATABASES
+    }
+    assert {login.database: (login.user, login.password) for login in logins} == owners
+    assert [login.database for login in logins] == DATABASES
+
+
+def test_helm_test_follows_databases_release_service_and_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = {
+        "databases": [*DATABASES, "reporting"],
+        "auth": {"existingSecret": "my-pg"},
+        "service": {"port": 15432},
+    }
+    (pod,) = helm_test_pods(render_chart("postgres", values, release="db"))
+    assert pod["metadata"]["name"] == "db-postgres-test"
+    host, port, logins = check_call(pod, monkeypatch)
+    assert (host, port) == ("db-postgres", 15432)
+    assert [login.database for login in logins] == values["databases"]
+    assert ("my-pg/reporting-username", "my-pg/reporting-password") in {
+        (login.user, login.password) for login in logins
+    }
+
+
+def test_helm_test_pod_is_hardened_and_placed_like_the_server() -> None:
+    placement = {
+        "imagePullSecrets": [{"name": "regcred"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    (pod,) = helm_test_pods(render_chart("postgres", placement))
+    spec = pod["spec"]
+    assert {key: spec[key] for key in placement} == placement
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = spec["containers"]
+    assert container["image"] == "mlops/platform:0.1.0"
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert env_of(container)["HOME"] == {"name": "HOME", "value": "/tmp"}
+    (tmp,) = container["volumeMounts"]
+    assert tmp["mountPath"] == "/tmp"
+    assert {"name": tmp["name"], "emptyDir": {}} in spec["volumes"]
+    # Passwords only through Secret references, never on the command line.
+    assert all("value" not in item for name, item in env_of(container).items() if name != "HOME")
+    assert "ports" not in container, "the Service (same selector labels) must find no port here"
+
+
+def test_network_policy_admits_the_helm_test_pod_on_the_server_port() -> None:
+    objects = render_chart("postgres")
+    (pod,) = helm_test_pods(objects)
+    policy = one(objects, "NetworkPolicy", "postgres")
+    server = pod_spec(one(objects, "StatefulSet"))["containers"][0]
+    target = one(objects, "Service", "postgres")["spec"]["ports"][0]["targetPort"]
+    (pod_port,) = [p["containerPort"] for p in server["ports"] if p["name"] == target]
+    assert helm_test_rules(policy) == [helm_test_rule("postgres", [pod_port])]
+    (rule,) = helm_test_rules(policy)
+    assert (
+        rule["from"][0]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    )
+    assert [peer for r in client_rules(policy) for peer in r["from"]] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+        for name in ["airflow", "mlflow", "fastapi", "streamlit"]
+    ]
+    # No client at all: the test pod is the only peer. In the umbrella (one release name for
+    # every chart), only postgres' own test pod.
+    alone = one(
+        render_chart("postgres", {"networkPolicy": {"allowedClients": []}}), "NetworkPolicy"
+    )
+    assert alone["spec"]["ingress"] == [helm_test_rule("postgres", [pod_port])]
+    umbrella = one(render_chart("postgres", release="mlops"), "NetworkPolicy")
+    assert helm_test_rules(umbrella) == [helm_test_rule("postgres", [pod_port], "mlops")]
+
+
+def test_helm_test_can_be_turned_off() -> None:
+    off = {"tests": {"enabled": False}}
+    objects = render_chart("postgres", off)
+    assert helm_test_pods(objects) == []
+    policy = one(objects, "NetworkPolicy", "postgres")
+    assert helm_test_rules(policy) == []
+    assert policy["spec"]["ingress"] == client_rules(policy)
+    alone = render_chart("postgres", {**off, "networkPolicy": {"allowedClients": []}})
+    assert one(alone, "NetworkPolicy")["spec"]["ingress"] == []
+
+
+@pytest.mark.parametrize(
+    ("tests", "error"),
+    [
+        ({"image": {"tag": 1}}, r"/tests/image/tag.*got number, want string"),
+        ({"image": {"tag": "latest"}}, r"/tests/image/tag"),
+        ({"enabled": "yes"}, r"/tests/enabled.*got string, want boolean"),
+        ({"colour": "blue"}, r"/tests.*additional properties 'colour' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_test_values(tests: dict[str, Any], error: str) -> None:
+    with pytest.raises(HelmError, match=error):
+        render_chart("postgres", {"tests": tests})
+
+
+@pytest.mark.integration
+def test_helm_test_passes_on_databases_the_init_script_made(
+    postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    """The real check against a real server set up by the chart's init script, each login read
+    through the test pod's Secret references: a database paired with another's keys fails."""
+    n = next(_run)
+    names = [f"chart_check_{db}_{n}" for db in ("airflow", "mlflow")]
+    objects = render_chart("postgres", {"databases": names, "reader": {"enabled": False}})
+    secret = {}
+    for name in names:
+        secret[f"{name}-username"], secret[f"{name}-password"] = f"{name}_owner", f"pw-{name}"
+    server = env_of(pod_spec(one(objects, "StatefulSet"))["containers"][0])
+    env = {
+        var: secret[item["valueFrom"]["secretKeyRef"]["key"]]
+        for var, item in server.items()
+        if var.startswith("DB_")
+    }
+    script = one(objects, "ConfigMap", "postgres-init")["data"]["10-databases.sh"]
+    (pod,) = helm_test_pods(objects)
+    (container,) = pod["spec"]["containers"]
+    # What the Service's name and port lead to: here the test session's server.
+    args = [postgres.host, "--port", str(postgres.port), *container["args"][3:], "--within", "0"]
+    assert container["args"][1:3] == ["--port", "5432"]
+    logins = {
+        var: secret[item["valueFrom"]["secretKeyRef"]["key"]]
+        for var, item in env_of(container).items()
+        if "valueFrom" in item
+    }
+    try:
+        run_postgres_init_script(postgres, script, env, tmp_path)
+        result = CliRunner().invoke(app, [*container["command"][1:], *args], env=logins)
+        assert result.exit_code == 0, result.output
+        assert f"accepts {names[0]} ({names[0]}_owner), {names[1]}" in result.output
+        first, second = (name.upper() for name in names)
+        crossed = {**logins, f"{first}_USERNAME": logins[f"{second}_USERNAME"]}
+        crossed[f"{first}_PASSWORD"] = logins[f"{second}_PASSWORD"]
+        result = CliRunner().invoke(app, [*container["command"][1:], *args], env=crossed)
+        assert result.exit_code == 1, result.output
+    finally:
+        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
+            for name in names:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+                conn.execute(
+                    sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"{name}_owner"))
+                )

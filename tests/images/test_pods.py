@@ -50,6 +50,16 @@ def _ordered_workloads() -> list[str]:
 
 
 WORKLOADS = _ordered_workloads()
+# `helm test`'s pods (templates/tests/ of each chart) whose server runs on this node: ours, and
+# PostgreSQL, S3 and Redis, which the node runs itself. Prometheus and Grafana need their upstream
+# images and a cluster (Prometheus finds the API through the Kubernetes API): their test pods run
+# in the kind workflow (.github/workflows/e2e.yml); tests/charts checks what they call.
+CLUSTER_ONLY_TESTS = {"prometheus-test", "grafana-test"}
+TEST_PODS = sorted(
+    name
+    for name in (p["metadata"]["name"] for p in kubelet.Render(render_chart("mlops")).test_pods())
+    if name not in CLUSTER_ONLY_TESTS
+)
 SCREENSHOTS = REPO / "test-output" / "images"
 DAG_IDS = sorted(p.stem for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
 
@@ -202,6 +212,27 @@ def test_ui_container_renders_the_predict_page(node: Node) -> None:
             page.screenshot(path=SCREENSHOTS / "ui-predict.png", full_page=True)
         finally:
             browser.close()
+
+
+def test_every_server_chart_has_a_helm_test_pod_here_or_in_the_cluster() -> None:
+    assert len(TEST_PODS) + len(CLUSTER_ONLY_TESTS) == 10, TEST_PODS
+
+
+@pytest.mark.parametrize("name", TEST_PODS)
+def test_helm_test_pod_passes_against_the_running_platform(node: Node, name: str) -> None:
+    """What `helm test` does after an install: each chart's test pod, from its rendered spec,
+    calls its Service by name as a client does and exits 0 (the API's predicts once, since a
+    model is in production by then)."""
+    _serving_a_model(node)
+    for workload in WORKLOADS:
+        node.run(workload)
+    node.run(name)
+    pod = node.pod(name)
+    (container,) = pod.spec["containers"]
+    log = kubelet.logs(pod.container_name(container))
+    assert log.splitlines()[-1].startswith("ok "), log
+    if name == "fastapi-test":
+        assert "predicts" in log, log
 
 
 def test_every_liveness_probe_passes_with_the_whole_platform_running(node: Node) -> None:

@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
 
+from mlops_platform import checks
 from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.local.postgres import LocalPostgres, free_port
 from mlops_platform.pipelines import registry
@@ -627,3 +628,37 @@ def test_run_serves_with_several_workers(trained: Trained, stores: Stores, tmp_p
         if s.name == "mlops_api_predictions_total"
     }
     assert predictions == {"mlops_api_predictions_total": 40}  # summed over both workers
+
+
+# --- the helm test check (`mlops check fastapi`, each chart's test pod) ---
+
+
+def test_the_helm_test_check_passes_before_the_first_model_and_predicts_after(
+    mlflow_server: MlflowServer, trained: Trained, stores: Stores
+) -> None:
+    name = f"api_none_{uuid.uuid4().hex[:8]}"
+    empty = stores.settings(
+        mlflow_tracking_uri=mlflow_server.tracking_uri, model_name=name, api_token=TOKEN
+    )
+    with TestClient(create_app(empty)) as client:
+        before = checks.fastapi("http://testserver", client)
+    assert "no model in production yet" in before
+    trained.promote(trained.first)
+    with TestClient(create_app(api_settings(trained, stores))) as client:
+        after = checks.fastapi("http://testserver", client)
+    assert f"model version {trained.first} predicts" in after
+
+
+def test_the_helm_test_check_fails_while_the_production_model_is_not_served(
+    trained: Trained, stores: Stores, tmp_path: Path
+) -> None:
+    broken = register_unloadable_version(trained, tmp_path)
+    trained.promote(broken)
+    try:
+        with (
+            TestClient(create_app(api_settings(trained, stores))) as client,
+            pytest.raises(checks.CheckFailed, match="readyz: 503"),
+        ):
+            checks.fastapi("http://testserver", client)
+    finally:
+        trained.promote(trained.first)

@@ -429,3 +429,12 @@ exec:
 {{- toYaml .timing | nindent 0 }}
 {{- end }}
 
+{{/*
+Labels that pick out this release's own `helm test` pod (templates/tests/); the NetworkPolicy
+admits exactly these. The chart name is among them because the umbrella chart gives every
+dependency the same release name: another chart's test pod is not admitted.
+*/}}
+{{- define "airflow.testSelectorLabels" -}}
+{{ include "airflow.selectorLabels" . }}
+app.kubernetes.io/component: test
+{{- end }}

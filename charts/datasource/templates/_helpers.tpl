@@ -88,3 +88,13 @@ probes (by name) and the NetworkPolicy (which matches pod ports, after the Servi
 {{- define "datasource.containerPort" -}}
 8000
 {{- end }}
+
+{{/*
+Labels that pick out this release's own `helm test` pod (templates/tests/); the NetworkPolicy
+admits exactly these. The chart name is among them because the umbrella chart gives every
+dependency the same release name: another chart's test pod is not admitted.
+*/}}
+{{- define "datasource.testSelectorLabels" -}}
+{{ include "datasource.selectorLabels" . }}
+app.kubernetes.io/component: test
+{{- end }}

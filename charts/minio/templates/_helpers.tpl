@@ -87,3 +87,13 @@ does not follow service.port). Change it here only.
 */}}
 {{- define "minio.s3ContainerPort" -}}9000{{- end }}
 {{- define "minio.consoleContainerPort" -}}9001{{- end }}
+
+{{/*
+Labels that pick out this release's own `helm test` pod (templates/tests/); the NetworkPolicy
+admits exactly these. The chart name is among them because the umbrella chart gives every
+dependency the same release name: another chart's test pod is not admitted.
+*/}}
+{{- define "minio.testSelectorLabels" -}}
+{{ include "minio.selectorLabels" . }}
+app.kubernetes.io/component: test
+{{- end }}

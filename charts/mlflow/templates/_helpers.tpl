@@ -151,3 +151,13 @@ port the NetworkPolicy admits (a policy matches pod ports, after the Service's t
 does not follow service.port). Change it here only.
 */}}
 {{- define "mlflow.containerPort" -}}5000{{- end }}
+
+{{/*
+Labels that pick out this release's own `helm test` pod (templates/tests/); the NetworkPolicy
+admits exactly these. The chart name is among them because the umbrella chart gives every
+dependency the same release name: another chart's test pod is not admitted.
+*/}}
+{{- define "mlflow.testSelectorLabels" -}}
+{{ include "mlflow.selectorLabels" . }}
+app.kubernetes.io/component: test
+{{- end }}

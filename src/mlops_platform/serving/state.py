@@ -21,28 +21,13 @@ import pandas as pd
 from mlops_platform.pipelines import registry
 from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.registry import ModelVersion
-from mlops_platform.schema import ListingFeatures
+from mlops_platform.schema import EXAMPLE_RECORD
 from mlops_platform.serving.compiled import Predictor, build_predictor, frame_records
 from mlops_platform.serving.inference_log import InferenceLog
 from mlops_platform.serving.metrics import ApiMetrics
 from mlops_platform.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# A valid listing: the warm-up row when a version has no SHAP background, and the API's example.
-EXAMPLE_RECORD: dict[str, Any] = ListingFeatures(
-    brokered_by="103378",
-    status="for_sale",
-    bed=3,
-    bath=2,
-    acre_lot=0.25,
-    street="1698080",
-    city="Austin",
-    state="Texas",
-    zip_code="78701",
-    house_size=1850,
-    prev_sold_date="2019-06-14",
-).model_dump(mode="json")
 
 _TRAINING_TAGS = ("data_version", "first_batch_id", "max_batch_id", "train_rows")
 
