@@ -92,11 +92,11 @@ def main() -> None:
             if line.startswith(("ready=", "failed=")):
                 name, seconds = line.split("=", 1)[1].split(" ", 1)
                 print(f"ready_s.{name}={seconds.split()[0]}")
-            elif line.startswith("memory="):  # peak working set and RSS per container
+            elif line.startswith("usage="):  # peak memory and CPU per container
                 container, *fields = line.split("=", 1)[1].split()
                 for field in fields:
                     key, value = field.split("=", 1)
-                    print(f"memory.{container}.{key}={value}")
+                    print(f"usage.{container}.{key}={value}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """The umbrella chart charts/mlops: one release with the same objects and Service names as the
 guide's staged install, every host a pod is given is a Service it renders, and its NetworkPolicies
-admit exactly the flows of DESIGN.md's diagram — no more, and none that a component needs less."""
+admit exactly the flows of DESIGN.md's diagram — no more, and none that a component needs less —
+plus each chart's own `helm test` pod."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,12 +20,17 @@ from tests.charts.conftest import (
     CHARTS_DIR,
     COMPONENTS,
     FLOWS,
+    REPO,
     SERVICES,
     UMBRELLA,
     HelmError,
     by_kind,
+    client_rules,
     ensure_dependencies,
     helm,
+    helm_test_peer,
+    helm_test_pods,
+    helm_test_rules,
     pod_labels,
     pod_spec,
     render_chart,
@@ -151,7 +159,7 @@ def policies(objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[int
         assert spec["policyTypes"] == ["Ingress"]
         clients: set[str] = set()
         ports: set[int] = set()
-        for rule in spec.get("ingress", []):
+        for rule in client_rules(policy):
             for peer in rule.get("from", []):
                 assert set(peer) == {"podSelector"}, "in-cluster peers are pods of this namespace"
                 clients.add(peer["podSelector"]["matchLabels"][NAME])
@@ -180,6 +188,28 @@ def test_network_policies_admit_exactly_the_designed_flows() -> None:
         assert ports <= container_ports(objects, server), f"{server}: {ports} are not its ports"
     pods = {pod_labels(w).get(NAME) for w in workloads(objects)}
     assert set(FLOWS) | {c for clients in FLOWS.values() for c in clients} <= pods
+
+
+def test_each_policy_admits_its_own_charts_helm_test_pod_only() -> None:
+    """All charts share the release name `mlops`: each policy's test rule names its own chart, so a
+    chart's test pod reaches its own Service and no other (through this rule), on a client port."""
+    objects = umbrella()
+    found = policies(objects)
+    tests = {pod["metadata"]["labels"][NAME]: pod for pod in helm_test_pods(objects)}
+    assert set(tests) == set(FLOWS)
+    for policy in by_kind(objects, "NetworkPolicy"):
+        server = policy["spec"]["podSelector"]["matchLabels"][NAME]
+        (rule,) = helm_test_rules(policy)
+        assert rule["from"] == [helm_test_peer(server, release="mlops")], server
+        labels = rule["from"][0]["podSelector"]["matchLabels"]
+        admitted = [
+            n for n, pod in tests.items() if labels.items() <= pod["metadata"]["labels"].items()
+        ]
+        assert admitted == [server]
+        assert {p["port"] for p in rule["ports"]} <= container_ports(objects, server)
+        assert len(rule["ports"]) == 1, f"{server}: only the port its test pod calls"
+        if found[server][1]:
+            assert {p["port"] for p in rule["ports"]} <= found[server][1]
 
 
 def configs(objects: list[dict[str, Any]], app: str) -> list[str]:
@@ -252,3 +282,87 @@ def test_notes_list_the_port_forwards_of_enabled_components() -> None:
     for service, port in [("airflow-webserver", 8080), ("mlflow", 5000), ("streamlit", 8501)]:
         assert f"kubectl port-forward svc/{service} {port}:{port} -n mlops" in text
     assert "svc/grafana" not in notes("--set", "grafana.enabled=false")
+
+
+# --- room to upgrade: requests from measured use (docs/BENCHMARKS.md, "Resources") ---
+
+MIB = 2**20
+# The rule docs/BENCHMARKS.md states: request >= peak x 1.25, limit >= 2 x peak.
+REQUEST_MARGIN, LIMIT_MARGIN = 1.25, 2.0
+
+
+def quantity_bytes(text: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return float(text[:-2]) * units[text[-2:]] if text[-2:] in units else float(text)
+
+
+def quantity_cpus(text: str) -> float:
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def running_requests(objects: list[dict[str, Any]]) -> tuple[float, float]:
+    """CPU and memory requested by what keeps running (Deployments, StatefulSets), replicas
+    counted; init containers and hook Jobs end, so they are not in the steady total."""
+    cpu = memory = 0.0
+    for obj in objects:
+        if obj["kind"] in {"Deployment", "StatefulSet"}:
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                requests = container["resources"]["requests"]
+                cpu += quantity_cpus(str(requests["cpu"])) * obj["spec"].get("replicas", 1)
+                memory += quantity_bytes(str(requests["memory"])) * obj["spec"].get("replicas", 1)
+    return cpu, memory
+
+
+def measured_rows() -> list[tuple[list[str], float, str, str, str]]:
+    """docs/BENCHMARKS.md's resource table: (containers, peak MiB, memory request, memory
+    limit, CPU request) of each measured row."""
+    text = (REPO / "docs" / "BENCHMARKS.md").read_text()
+    section = text.split("## Resources: requests from measured use", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != 6 or not cells[1].endswith(" MiB"):
+            continue
+        containers = re.findall(r"`([\w*-]+/[\w-]+)`", cells[0])
+        request = re.sub(r"[*`]", "", cells[3]).split(" (")[0]
+        cpu = cells[5].split(" (")[0]
+        rows.append((containers, float(cells[1].split()[0]), request, cells[4], cpu))
+    return rows
+
+
+def test_default_requests_leave_room_to_upgrade_on_the_guides_minikube() -> None:
+    cpu, memory = running_requests(umbrella())
+    assert cpu <= 3.0, f"{cpu:.2f} CPU requested"
+    assert memory <= 7 * 2**30, f"{memory / 2**30:.2f} GiB requested"
+    said = f"{cpu:.1f} CPU and {memory / 2**30:.1f} GiB"
+    assert said in (REPO / "docs" / "BENCHMARKS.md").read_text().replace("**", "")
+    for guide in ("deployment.md", "deployment.es.md"):
+        text = (REPO / "docs" / guide).read_text()
+        assert f"{cpu:.1f} CPU" in text, guide
+        assert f"{memory / 2**30:.1f} GiB" in text.replace(",", "."), guide
+
+
+def test_resources_follow_the_measurements() -> None:
+    """Each measured container's request and limit are the table's, and keep the margins."""
+    containers = {
+        f"{obj['metadata']['name']}/{c['name']}": c
+        for obj in umbrella()
+        if obj["kind"] in {"Deployment", "StatefulSet", "Job"}
+        for c in [
+            *obj["spec"]["template"]["spec"].get("initContainers", []),
+            *obj["spec"]["template"]["spec"]["containers"],
+        ]
+    }
+    rows = measured_rows()
+    assert len(rows) >= 10
+    for names, peak, request, limit, cpu in rows:
+        for pattern in names:
+            matched = [n for n in containers if fnmatch.fnmatch(n, pattern)]
+            assert matched, pattern
+            for name in matched:
+                resources = containers[name]["resources"]
+                assert resources["requests"]["memory"] == request, name
+                assert resources["limits"]["memory"] == limit, name
+                assert str(resources["requests"]["cpu"]) == cpu, name
+                assert quantity_bytes(request) >= peak * MIB * REQUEST_MARGIN, name
+                assert quantity_bytes(limit) >= peak * MIB * LIMIT_MARGIN, name

@@ -45,7 +45,7 @@ START_TIMEOUT_S = 420  # per workload, on a busy 2-core machine (first imports, 
 # Ports the node's services take (each Service's port, on 127.0.0.1).
 NODE_PORTS = {"postgres": 5432, "redis": 6379, "minio": 9000}
 RESULTS: list[str] = []  # one line per workload
-MEMORY: list[str] = []  # peak memory per container, against its request and limit
+USAGE: list[str] = []  # peak memory and CPU per container, against its requests and limits
 
 
 def _missing(reason: str) -> None:
@@ -160,7 +160,8 @@ class Node:
 
     def pod(self, name: str) -> Pod:
         if name not in self.pods:
-            workload = next(w for w in self.render.workloads() if w["metadata"]["name"] == name)
+            candidates = [*self.render.workloads(), *self.render.test_pods()]
+            workload = next(w for w in candidates if w["metadata"]["name"] == name)
             self.pods[name] = Pod(
                 workload,
                 self.render,
@@ -178,7 +179,7 @@ class Node:
             return 0.0
         start = time.monotonic()
         try:
-            if pod.workload["kind"] == "Job":
+            if pod.workload["kind"] in {"Job", "Pod"}:  # a Pod here is a `helm test` pod
                 self.run_job(name)
             else:
                 pod.start_all(START_TIMEOUT_S)
@@ -246,11 +247,11 @@ def node(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     s3 = _start_s3(render, root)
     redis = _start_redis(render, root)
     node = Node(render, root, kubelet.service_hosts(render))
-    sampler = kubelet.MemorySampler(lambda: [c for p in node.pods.values() for c in p.containers])
+    sampler = kubelet.UsageSampler(lambda: [c for p in node.pods.values() for c in p.containers])
     try:
         yield node
     finally:
-        MEMORY.extend(_memory_lines(node, sampler.stop()))
+        USAGE.extend(_usage_lines(node, sampler.stop()))
         for pod in node.pods.values():
             pod.stop()
         for forwarder in node.forwarders:
@@ -260,20 +261,24 @@ def node(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         postgres.stop()
 
 
-def _memory_lines(node: Node, peaks: dict[str, dict[str, int]]) -> list[str]:
+def _usage_lines(node: Node, usage: dict[str, kubelet.Usage]) -> list[str]:
+    """One line per container: what it used against what it requests and may use (the figures
+    docs/BENCHMARKS.md's resource table comes from)."""
     lines = []
     for pod in node.pods.values():
         for container in [*pod.spec.get("initContainers", []), *pod.spec["containers"]]:
-            peak = peaks.get(pod.container_name(container))
-            if not peak:
+            used = usage.get(pod.container_name(container))
+            if not used:
                 continue
             resources = container.get("resources") or {}
-            request = (resources.get("requests") or {}).get("memory", "-")
-            limit = (resources.get("limits") or {}).get("memory", "-")
+            requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
             lines.append(
-                f"memory={pod.name}/{container['name']} working_set_mib="
-                f"{peak['working_set'] / 2**20:.0f} rss_mib={peak['rss'] / 2**20:.0f} "
-                f"request={request} limit={limit}"
+                f"usage={pod.name}/{container['name']} "
+                f"working_set_mib={used.working_set / 2**20:.0f} rss_mib={used.rss / 2**20:.0f} "
+                f"memory_request={requests.get('memory', '-')} "
+                f"memory_limit={limits.get('memory', '-')} "
+                f"cpu_mean_m={used.mean_millicores():.0f} cpu_peak_m={used.peak_millicores:.0f} "
+                f"cpu_request={requests.get('cpu', '-')} cpu_limit={limits.get('cpu', '-')}"
             )
     return lines
 
@@ -283,7 +288,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("images: one line per workload")
         for line in RESULTS:
             terminalreporter.write_line(line)
-    if MEMORY:
-        terminalreporter.section("images: peak memory per container (sampled every 2 s)")
-        for line in MEMORY:
+    if USAGE:
+        terminalreporter.section("images: peak memory and CPU per container (sampled every 2 s)")
+        for line in USAGE:
             terminalreporter.write_line(line)

@@ -128,9 +128,19 @@ class Render:
     def workloads(self) -> list[dict[str, Any]]:
         return [o for o in self.objects if o["kind"] in {"Deployment", "StatefulSet", "Job"}]
 
+    def test_pods(self) -> list[dict[str, Any]]:
+        """The `helm test` pods (hook `test`): run by `helm test`, not by an install."""
+        return [
+            o
+            for o in self.objects
+            if o["kind"] == "Pod"
+            and (o["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+        ]
+
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    return workload["spec"]["template"]["spec"]
+    """The pod spec of a workload, or of a bare Pod (a `helm test` pod)."""
+    return workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
 
 
 def is_owned(container: dict[str, Any]) -> bool:
@@ -556,32 +566,54 @@ def iter_ports(workload: dict[str, Any]) -> Iterator[int]:
                 yield int(port["containerPort"])
 
 
-def cgroup_memory(name: str) -> dict[str, int]:
-    """A running container's memory as the kubelet reads it (cgroup v1, cgroupfs manager):
-    the working set (usage less inactive file cache, what evictions and `kubectl top` use) and
-    the resident set. Empty when the container is gone or the cgroup cannot be read."""
+def cgroup_usage(name: str) -> dict[str, int]:
+    """A running container's usage as the kubelet reads it (cgroup v1, cgroupfs manager): the
+    memory working set (usage less inactive file cache, what evictions and `kubectl top` use),
+    the resident set, and the CPU time used so far in ns. Empty when the container is gone or its
+    cgroup cannot be read."""
     path = podman("inspect", "--format", "{{.State.CgroupPath}}", name, check=False).strip("/\n ")
     if not path:  # an exited container has none (and "" would read the whole machine's)
         return {}
-    folder = Path("/sys/fs/cgroup/memory") / path
+    memory = Path("/sys/fs/cgroup/memory") / path
     try:
-        usage = int((folder / "memory.usage_in_bytes").read_text())
-        stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
+        usage = int((memory / "memory.usage_in_bytes").read_text())
+        stat = dict(line.split() for line in (memory / "memory.stat").read_text().splitlines())
+        cpu_ns = int((Path("/sys/fs/cgroup/cpuacct") / path / "cpuacct.usage").read_text())
     except (OSError, ValueError):
         return {}
     return {
         "working_set": usage - int(stat.get("total_inactive_file", 0)),
         "rss": int(stat.get("total_rss", 0)),
+        "cpu_ns": cpu_ns,
     }
 
 
-class MemorySampler:
-    """The peak working set and resident set of every container started so far, sampled
-    every ``period_s`` in a background thread (the kubelet's metrics are sampled too)."""
+@dataclass
+class Usage:
+    """What one container used while sampled: memory peaks, CPU time and the time it ran."""
 
-    def __init__(self, names: Callable[[], list[str]], period_s: float = 2.0) -> None:
-        self.names, self.period_s = names, period_s
-        self.peaks: dict[str, dict[str, int]] = {}
+    working_set: int = 0
+    rss: int = 0
+    first: tuple[float, int] | None = None  # (monotonic s, cpu ns) of the first sample
+    last: tuple[float, int] | None = None
+    peak_millicores: float = 0.0  # the busiest PEAK_WINDOW_S
+
+    def mean_millicores(self) -> float:
+        if not self.first or not self.last or self.last[0] <= self.first[0]:
+            return 0.0
+        return (self.last[1] - self.first[1]) / 1e6 / (self.last[0] - self.first[0])
+
+
+class UsageSampler:
+    """Peak memory and CPU of every container started so far, sampled every ``period_s`` in a
+    background thread (the kubelet's metrics are sampled too); CPU peaks over ``window_s``."""
+
+    def __init__(
+        self, names: Callable[[], list[str]], period_s: float = 2.0, window_s: float = 10.0
+    ) -> None:
+        self.names, self.period_s, self.window_s = names, period_s, window_s
+        self.usage: dict[str, Usage] = {}
+        self._recent: dict[str, list[tuple[float, int]]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -589,11 +621,24 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             for name in self.names():
-                for key, value in cgroup_memory(name).items():
-                    peak = self.peaks.setdefault(name, {})
-                    peak[key] = max(peak.get(key, 0), value)
+                sample = cgroup_usage(name)
+                if sample:
+                    self._add(name, time.monotonic(), sample)
 
-    def stop(self) -> dict[str, dict[str, int]]:
+    def _add(self, name: str, now: float, sample: dict[str, int]) -> None:
+        usage = self.usage.setdefault(name, Usage())
+        usage.working_set = max(usage.working_set, sample["working_set"])
+        usage.rss = max(usage.rss, sample["rss"])
+        usage.first = usage.first or (now, sample["cpu_ns"])
+        usage.last = (now, sample["cpu_ns"])
+        recent = [s for s in self._recent.get(name, []) if now - s[0] <= self.window_s]
+        recent.append(usage.last)
+        self._recent[name] = recent
+        if recent[-1][0] - recent[0][0] >= self.window_s / 2:
+            rate = (recent[-1][1] - recent[0][1]) / 1e6 / (recent[-1][0] - recent[0][0])
+            usage.peak_millicores = max(usage.peak_millicores, rate)
+
+    def stop(self) -> dict[str, Usage]:
         self._stop.set()
         self._thread.join(timeout=30)
-        return self.peaks
+        return self.usage
