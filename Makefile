@@ -88,6 +88,7 @@ clean: ## Remove the virtualenv and caches (not the .mlops state folder)
 # The deployment guide's commands, from the repository root, against kubectl's current context:
 #   make k8s-images k8s-install    build the image into minikube, install the three packages
 #   make port-forward              every UI on localhost (Ctrl-C stops them all)
+#   make k8s-test                  helm test: every server called by its Service name
 #   make k8s-upgrade               helm upgrade every release, in the same order
 #   make k8s-reset [CONFIRM=yes]   delete every release, volume and the namespace (asks first)
 # tests/charts/test_deployment_guide.py checks that these recipes run exactly the commands of the
@@ -147,7 +148,7 @@ define k8s_wait_package_3
 	$(KUBECTL) get pods -n $(NAMESPACE)
 endef
 
-.PHONY: k8s-images k8s-install k8s-upgrade k8s-reset port-forward
+.PHONY: k8s-images k8s-install k8s-upgrade k8s-test k8s-reset port-forward
 
 k8s-images: ## Build the platform image inside minikube (guide, step 2)
 	@echo "==> Building mlops/platform:0.1.0 inside minikube's container runtime"
@@ -206,6 +207,19 @@ k8s-upgrade: ## helm upgrade every release with the charts of this checkout, in 
 	$(HELM) upgrade --install streamlit ./charts/streamlit -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(HELM) upgrade --install datasource ./charts/datasource -n $(NAMESPACE) --timeout=$(HELM_TIMEOUT)
 	$(k8s_wait_package_3)
+
+k8s-test: ## helm test every release with a server: its test pod calls the Service as clients do
+	@echo "==> helm test: each server called by its Service name (a failed test pod stays for kubectl logs)"
+	$(HELM) test postgres -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test redis -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test minio -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test mlflow -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test prometheus -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test grafana -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test airflow -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test fastapi -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test streamlit -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
+	$(HELM) test datasource -n $(NAMESPACE) --logs --timeout=$(K8S_TIMEOUT)
 
 k8s-reset: ## Delete every release, every volume (all data) and the namespace, then recreate it empty
 ifneq ($(CONFIRM),yes)

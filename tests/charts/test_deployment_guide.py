@@ -55,7 +55,7 @@ SHELL_VALUES = {
     "GIT_BRANCH": "main",
 }
 ASSIGNMENT = re.compile(r"^([A-Z_]+)=\$\((.*)\)$")
-TARGETS = ["k8s-images", "k8s-install", "k8s-upgrade", "k8s-reset", "port-forward"]
+TARGETS = ["k8s-images", "k8s-install", "k8s-upgrade", "k8s-test", "k8s-reset", "port-forward"]
 # Arguments that make every target non-interactive and independent of the caller's environment.
 MAKE_VARS = {"HELM": "helm", "KUBECTL": "kubectl", "MINIKUBE": "minikube", "CONFIRM": "yes"}
 # The seed guide's port-forwards (service, port), plus Prometheus.
@@ -397,7 +397,9 @@ def run_make(target: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedP
     )
 
 
-@pytest.mark.parametrize("target", ["k8s-images", "k8s-install", "k8s-upgrade", "k8s-reset"])
+@pytest.mark.parametrize(
+    "target", ["k8s-images", "k8s-install", "k8s-upgrade", "k8s-test", "k8s-reset"]
+)
 def test_make_runs_the_guide_commands_in_order(
     target: str, recording_tools: tuple[dict[str, str], Path], git_remote: dict[str, str]
 ) -> None:
@@ -792,7 +794,8 @@ def test_the_umbrella_renders_the_same_workloads() -> None:
 
 
 def test_exec_and_logs_name_rendered_workloads_and_containers() -> None:
-    pattern = re.compile(r"(deploy|deployment|statefulset)/([\w-]+)(?: -c ([\w-]+))?")
+    # `deploy/NAME` as kubectl reads it, not a folder path such as deploy/argocd/.
+    pattern = re.compile(r"(deploy|deployment|statefulset)/([\w-]+)(?![\w/-])(?: -c ([\w-]+))?")
     objects = list(staged_objects())
     seen = 0
     for path in GUIDES:
@@ -902,3 +905,35 @@ def test_the_guides_link_each_other_and_the_readme_links_the_guide() -> None:
         "make up",
         "make test",
     ]
+
+
+def test_k8s_test_runs_the_helm_test_of_every_chart_with_a_server() -> None:
+    """Every chart that renders a Service has a test pod (templates/tests/), and `make
+    k8s-test` (the guide's block) runs `helm test` on each, in the install order."""
+    with_service = [c for c in COMPONENTS if by_kind(render_chart(c), "Service")]
+    with_tests = [c for c in COMPONENTS if (CHARTS_DIR / c / "templates" / "tests").is_dir()]
+    assert with_tests == with_service
+    for chart in with_tests:
+        pods = [o for o in render_chart(chart) if o["kind"] == "Pod"]
+        assert [p["metadata"]["annotations"]["helm.sh/hook"] for p in pods] == ["test"], chart
+    tested = [c[2] for c in guide_commands(GUIDE, "k8s-test") if c[:2] == ("helm", "test")]
+    order = [release_of(c) for c in guide_commands(GUIDE, "k8s-install") if release_of(c)]
+    assert tested == [release for release in order if release in with_tests]
+    for command in guide_commands(GUIDE, "k8s-test"):
+        assert "--logs" in command, "the test pods' logs say what each one checked"
+
+
+def test_both_guides_say_where_and_why_they_depart_from_the_original() -> None:
+    seed_repository = "https://github.com/Serebas12/mlop_proyecto_final.git"
+    for path, heading in [
+        (GUIDE, "### Where this guide departs from the original one"),
+        (GUIDE_ES, "### En qué se aparta esta guía de la original"),
+    ]:
+        section = path.read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+        rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+        assert len(rows) >= 8, path.name
+        for said in (seed_repository, "v4.2.1", "v4.7.1", "apache/airflow", "mlops/platform"):
+            assert said in section, f"{path.name}: {said}"
+        for said in ("`helm upgrade --install ... --timeout=15m`", "`dags.pausedAtCreation`"):
+            assert said in section, f"{path.name}: {said}"
+        assert all(row.count(" | ") >= 2 and not row.endswith("|  |") for row in rows), rows
