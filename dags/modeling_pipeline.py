@@ -77,11 +77,12 @@ def modeling_pipeline() -> None:
 
     @task(execution_timeout=timedelta(minutes=5), outlets=[PRODUCTION_MODEL_ALIAS])
     def promote(
+        decision: dict[str, Any],
         candidate: dict[str, Any] | None,
         evaluation: dict[str, Any] | None,
         outlet_events: Any = None,
     ) -> dict[str, Any]:
-        promotion = modeling.promote(load_settings(), candidate, evaluation)
+        promotion = modeling.promote(load_settings(), decision, candidate, evaluation)
         if promotion["promoted"]:
             outlet_events[PRODUCTION_MODEL_ALIAS].add(
                 PRODUCTION_MODEL, extra={"version": candidate["version"]}
@@ -115,7 +116,7 @@ def modeling_pipeline() -> None:
     decision = decide()
     candidate = train(decision)
     evaluation = evaluate(decision, candidate)
-    promotion = promote(candidate, evaluation)
+    promotion = promote(decision, candidate, evaluation)
     explanation = explain(candidate)
     promotion >> explanation  # SHAP after the verdict, as the pipeline's order says
     record(decision, candidate, evaluation, promotion, explanation)

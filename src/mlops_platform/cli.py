@@ -117,7 +117,11 @@ def pipeline_run_data(
 def _fmt(metrics: dict | None, key: str) -> str:
     if not metrics or metrics.get(key) is None:
         return "—"
-    return f"{metrics[key]:.3f}" if key == "r2" else f"{metrics[key]:,.0f}"
+    if key == "r2":
+        return f"{metrics[key]:.3f}"
+    if key == "mape":  # a fraction in the stores; a percentage to read
+        return f"{metrics[key] * 100:.1f} %"
+    return f"{metrics[key]:,.0f}"
 
 
 def _print_model_run(row: dict) -> None:
@@ -145,10 +149,14 @@ def pipeline_run_model(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Decide → train → evaluate → promote → explain → record, for the data in CLEAN now."""
+    import os
+
     from mlops_platform.pipelines.modeling import run_model_pipeline
 
     _logging(verbose)
     settings = _settings()
+    # MLflow's per-download progress bars would print through the status line below.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with console.status("modeling: deciding, training, evaluating..."):
         row = run_model_pipeline(settings)
     _print_model_run(row)

@@ -121,6 +121,7 @@ _STATE_LOOKUP: dict[str, str] = {
 _MISSING_TEXT = frozenset({"", "nan", "null", "none", "na", "n/a"})
 _ZIP_RE = re.compile(r"^(\d{1,5})(?:\.0+)?(?:-\d{4})?$")
 _INTEGRAL_ID_RE = re.compile(r"^(\d+)\.0+$")
+_US_DATE_RE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
 class MissingValue(ValueError):
@@ -217,15 +218,20 @@ def _zip_code(value: Any) -> str:
 
 
 def _sold_date(value: Any) -> date:
+    """``YYYY-MM-DD``, an ISO datetime (its date), or ``M/D/YYYY`` as US listings often write it."""
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
     text = _text(value)
+    us = _US_DATE_RE.match(text)
     try:
+        if us:
+            month, day, year = (int(part) for part in us.groups())
+            return date(year, month, day)
         return date.fromisoformat(text[:10])
     except ValueError:
-        raise ValueError("not a date (YYYY-MM-DD)") from None
+        raise ValueError("not a date (YYYY-MM-DD, M/D/YYYY or an ISO datetime)") from None
 
 
 def _rooms(value: Any) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 
 from sqlalchemy import select, text
 
@@ -13,9 +14,17 @@ from mlops_platform.datasource.simulator import (
     SimulatorConfig,
     generate_labelled_batch,
 )
-from mlops_platform.pipelines.clean import clean, clean_pending, split_of
+from mlops_platform.pipelines.clean import (
+    IDENTITY_FIELDS,
+    RawRow,
+    clean,
+    clean_pending,
+    clean_rows,
+    listing_identity,
+    split_of,
+)
 from mlops_platform.pipelines.ingest import store_batch
-from mlops_platform.schema import FIELDS
+from mlops_platform.schema import FIELDS, Listing
 from mlops_platform.storage.tables import clean_listings, raw_listings, rejected
 from tests.conftest import Stores
 from tests.support import received
@@ -168,11 +177,12 @@ def test_split_is_a_pure_function_of_the_row(stores: Stores, shared_stores: Stor
     queries = []
     for target in (stores, shared_stores):
         with target.clean.connect() as conn:
-            queries.append(
-                dict(conn.execute(select(clean_listings.c.row_key, clean_listings.c.split)).all())
-            )
+            rows = conn.execute(select(clean_listings)).mappings().all()
+        queries.append({row["row_key"]: row["split"] for row in rows})
+        for row in rows:
+            listing = Listing.model_construct(**{f: row[f] for f in IDENTITY_FIELDS})
+            assert row["split"] == split_of(listing_identity(listing), 0.2)
     assert queries[0] == queries[1]
-    assert all(split == split_of(key, 0.2) for key, split in queries[0].items())
     share = Counter(queries[0].values())["test"] / len(queries[0])
     assert 0.12 < share < 0.28
 
@@ -187,3 +197,41 @@ def test_clean_rows_are_typed_and_normalised(stores: Stores) -> None:
     assert all(r["status"] in {"for_sale", "ready_to_build", "sold"} for r in rows)
     assert all(r["city"] == " ".join(r["city"].split()) for r in rows)
     assert {len(r["state"]) > 2 for r in rows} == {True}  # codes became names
+
+
+def test_a_relisted_house_stays_on_one_side_of_the_split() -> None:
+    """The same house listed again — another price, status, broker and sale date — is the same
+    identity, so it is in train both times or in test both times; another house may differ."""
+    house = {
+        "brokered_by": "1",
+        "status": "for_sale",
+        "price": 300000,
+        "bed": 3,
+        "bath": 2,
+        "acre_lot": 0.2,
+        "street": "12345",
+        "city": "Austin",
+        "state": "TX",
+        "zip_code": "78701",
+        "house_size": 1500,
+        "prev_sold_date": "2015-01-01",
+    }
+    relisted = {
+        **house,
+        "brokered_by": "2",
+        "status": "sold",
+        "price": 345000,
+        "prev_sold_date": "2021-05-05",
+    }
+    splits = set()
+    for street in range(200):  # 200 houses, each listed twice
+        rows = [
+            RawRow(1, 2 * street, {**house, "street": str(street)}),
+            RawRow(1, 2 * street + 1, {**relisted, "street": str(street)}),
+        ]
+        accepted, rejected = clean_rows(rows, as_of=date(2026, 1, 1), test_fraction=0.2)
+        assert not rejected
+        assert len({row.row_key for row in accepted}) == 2, "two listings, not duplicates"
+        assert len({row.split for row in accepted}) == 1, f"house {street} in train and test"
+        splits.add(accepted[0].split)
+    assert splits == {"train", "test"}

@@ -7,15 +7,18 @@ market and is promoted; the history table tells it in order, and a re-run change
 
 from __future__ import annotations
 
+import re
 import threading
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from mlops_platform.cli import app
 from mlops_platform.datasource.simulator import SimulatorConfig
-from mlops_platform.pipelines import registry
+from mlops_platform.pipelines import modeling, registry
 from mlops_platform.pipelines.dataset import load_listings
 from mlops_platform.pipelines.evaluate import evaluate
 from mlops_platform.pipelines.modeling import run_model_pipeline
@@ -155,3 +158,72 @@ def test_same_data_and_seed_give_the_same_decisions(
             )
         runs.append(outcomes)
     assert runs[0] == runs[1]
+
+
+def test_an_older_data_version_decided_after_a_newer_one_is_superseded(
+    stores: Stores, mlflow_settings: Settings
+) -> None:
+    """The reported race: Airflow runs carrying older data (decided from their asset events)
+    go on after a newer version was decided. Neither trains nor promotes; both are recorded as
+    superseded, naming the newer data; production stays the model of the newest data."""
+    settings = _settings(stores, mlflow_settings)
+    for number in (1, 2, 3):
+        _collect(stores, number)
+    trained_first = modeling.decide(settings)  # a run for batch 3 that trains before ...
+    assert trained_first["retrain"] is True
+    stale_candidate = modeling.train(settings, trained_first)
+    assert stale_candidate is not None
+    _collect(stores, 4)
+    not_trained = modeling.decide(settings)  # ... and one for batch 4 that has not trained yet
+    for number in (5, 6):
+        _collect(stores, number)
+    newest = run_model_pipeline(settings)  # meanwhile the CLI decides batch 6 first
+    assert newest["outcome"] == "promoted", newest["reason"]
+    served = registry.production(settings).version
+
+    evaluation = modeling.evaluate(settings, trained_first, stale_candidate)
+    promotion = modeling.promote(settings, trained_first, stale_candidate, evaluation)
+    assert promotion["promoted"] is False
+    first = modeling.record(settings, trained_first, stale_candidate, evaluation, promotion, None)
+    assert modeling.train(settings, not_trained) is None, "superseded data never trains"
+    second = modeling.record(settings, not_trained, None, None, {"promoted": False}, None)
+
+    for row, label in ((first, "batch-3"), (second, "batch-4")):
+        assert row["data_version"] == label
+        assert row["outcome"] == "superseded"
+        assert row["promoted"] is False
+        assert f"data {newest['data_version']} was decided" in row["reason"]
+    assert registry.production(settings).version == served
+    outcomes = [(r["data_version"], r["outcome"]) for r in _history(stores)]
+    assert outcomes == [
+        ("batch-6", "promoted"),
+        ("batch-3", "superseded"),
+        ("batch-4", "superseded"),
+    ]
+    # Idempotent: the stale runs again change nothing.
+    again = modeling.promote(settings, trained_first, stale_candidate, evaluation)
+    assert again["promoted"] is False
+    assert len(_history(stores)) == 3
+
+
+def test_reference_rows_are_what_production_was_trained_on(
+    stores: Stores, mlflow_settings: Settings
+) -> None:
+    settings = _settings(stores, mlflow_settings)
+    _collect(stores, 1)
+    run_model_pipeline(settings)
+    _collect(stores, 2)
+    decision = modeling.decide(settings)
+    assert decision["reference_rows"] == int(registry.production(settings).tags["train_rows"])
+
+
+def test_the_cli_shows_mape_as_a_percentage_and_no_download_bars(
+    stores: Stores, mlflow_settings: Settings
+) -> None:
+    settings = _settings(stores, mlflow_settings)
+    _collect(stores, 1)
+    result = CliRunner().invoke(app, ["pipeline", "run", "model"], env=settings.to_env())
+    assert result.exit_code == 0, result.output
+    assert re.search(r"MAPE\s+│\s+\d+\.\d %", result.output), result.output
+    assert "Downloading artifacts" not in result.output
+    assert "Decision: promoted" in result.output

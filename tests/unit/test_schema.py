@@ -145,3 +145,20 @@ def test_lists_and_objects_are_rejected_naming_the_field(field: str, value: Any)
 def test_control_characters_in_text_are_rejected() -> None:
     assert _reasons(city="Aus\x00tin")[0][0] == "city:invalid"
     assert Listing.model_validate({**GOOD, "city": "New\tYork\n"}, context=AS_OF).city == "New York"
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2019-06-14", "6/14/2019", "06/14/2019", "2019-06-14T00:00:00", "2019-06-14 13:45:00+02:00"],
+)
+def test_sold_dates_in_the_ways_sources_write_them(written: str) -> None:
+    """US listings often write M/D/YYYY; exports write ISO datetimes: the date is the same."""
+    listing = Listing.model_validate({**GOOD, "prev_sold_date": written}, context=AS_OF)
+    assert listing.prev_sold_date == date(2019, 6, 14)
+
+
+@pytest.mark.parametrize("written", ["14/6/2019", "6/31/2019", "2019/06/14", "6-14-2019"])
+def test_dates_that_are_not_one_of_those_forms_stay_invalid(written: str) -> None:
+    ((rule, reason),) = _reasons(prev_sold_date=written)
+    assert rule == "prev_sold_date:invalid"
+    assert "M/D/YYYY" in reason, "the sentence says which forms are read"

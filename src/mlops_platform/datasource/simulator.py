@@ -463,7 +463,7 @@ def _dirty_value(kind: str, row: int, houses: _Houses, rng: np.random.Generator)
             return "prev_sold_date", str(when)
         case "bad_date":
             return "prev_sold_date", str(
-                pick(["2019-13-45", "31/02/2020", "yesterday", "2021-02-29", "12/31/2019"])
+                pick(["2019-13-45", "31/02/2020", "yesterday", "2021-02-29", "12/31/19"])
             )
         case "bad_status":
             return "status", str(pick(["pending", "foreclosure", "off_market", "unknown"]))

@@ -88,8 +88,30 @@ def row_key(listing: Listing) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+# A listing's identity: what stays the same when the same house is listed again at another price,
+# status, broker or sale date — where it is and what it is. The train/test split goes by it, so a
+# re-listed house is never in both (its price in one would leak into the other).
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "street",
+    "city",
+    "state",
+    "zip_code",
+    "bed",
+    "bath",
+    "acre_lot",
+    "house_size",
+)
+_identity = attrgetter(*IDENTITY_FIELDS)
+
+
+def listing_identity(listing: Listing) -> str:
+    """Hash of the fields that identify the house (IDENTITY_FIELDS), not the listing event."""
+    material = "\x1f".join(["\x00" if v is None else str(v) for v in _identity(listing)])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
 def split_of(key: str, test_fraction: float) -> str:
-    """Train or test as a pure function of the row's content: it never changes between runs."""
+    """Train or test as a pure function of the house's identity: it never changes between runs."""
     return "test" if int(key[:15], 16) / 16**15 < test_fraction else "train"
 
 
@@ -116,7 +138,13 @@ def clean_rows(
             continue
         first_seen[key] = (row.batch_id, row.row_number)
         accepted.append(
-            CleanRow(row.batch_id, row.row_number, listing, key, split_of(key, test_fraction))
+            CleanRow(
+                row.batch_id,
+                row.row_number,
+                listing,
+                key,
+                split_of(listing_identity(listing), test_fraction),
+            )
         )
     return accepted, rejections
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from mlops_platform.pipelines import drift, registry
@@ -33,14 +33,55 @@ from mlops_platform.storage.tables import model_history
 log = logging.getLogger(__name__)
 
 
+def _history_row_in(conn: Connection, label: str) -> dict[str, Any] | None:
+    row = (
+        conn.execute(select(model_history).where(model_history.c.data_version == label))
+        .mappings()
+        .first()
+    )
+    return None if row is None else {**row, "decided_at": row["decided_at"].isoformat()}
+
+
 def _history_row(clean: Engine, label: str) -> dict[str, Any] | None:
     with clean.connect() as conn:
-        row = (
-            conn.execute(select(model_history).where(model_history.c.data_version == label))
-            .mappings()
-            .first()
-        )
-    return None if row is None else {**row, "decided_at": row["decided_at"].isoformat()}
+        return _history_row_in(conn, label)
+
+
+# Every decision is committed (alias moved, history row written) holding this PostgreSQL advisory
+# lock on CLEAN, so two runs (Airflow and the CLI, or two Airflow runs) cannot interleave one.
+_DECISION_LOCK = "mlops_platform.model_decision"
+
+
+def _lock_decisions(conn: Connection) -> None:
+    """Wait for, then hold until the transaction ends, the one lock decisions are made under."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _DECISION_LOCK})
+
+
+def _newer_decided(conn: Connection, settings: Settings, max_batch_id: int) -> str | None:
+    """The data version newer than ``max_batch_id`` already decided, or whose model serves.
+
+    Data is decided in order: a run that carries older data (an Airflow run decided before a
+    newer one finished) must not train, promote or be recorded as if it were the newest.
+    """
+    newest = conn.execute(
+        select(model_history.c.data_version, model_history.c.max_batch_id)
+        .order_by(model_history.c.max_batch_id.desc())
+        .limit(1)
+    ).first()
+    if newest is not None and newest.max_batch_id > max_batch_id:
+        return str(newest.data_version)
+    production = registry.production(settings)
+    served = int(production.tags.get("max_batch_id", -1)) if production else -1
+    if production is not None and served > max_batch_id:
+        return production.tags.get("data_version") or f"batch-{served}"
+    return None
+
+
+def _superseded_reason(label: str, newer: str) -> str:
+    return (
+        f"superseded: data {newer} was decided before this run for {label} got here; "
+        "an older data version never trains or replaces the model of newer data"
+    )
 
 
 def _evaluation_rows(clean: Engine, max_batch_id: int, window: int) -> pd.DataFrame:
@@ -100,12 +141,16 @@ def decide(settings: Settings) -> dict[str, Any]:
         "retrain" if decision.retrain else "skip",
         "; ".join(decision.reasons),
     )
-    return {
+    result = {
         "data_version": version.label,
         "max_batch_id": version.max_batch_id,
         "production_version": production.version if production else None,
         **decision.to_dict(),
     }
+    if production is not None and production.tags.get("train_rows"):
+        # What the model in production was trained on (not every row up to its data).
+        result["reference_rows"] = int(production.tags["train_rows"])
+    return result
 
 
 def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None:
@@ -113,6 +158,15 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
     if not decision.get("retrain"):
         return None
     label = decision["data_version"]
+    clean = make_engine(settings.clean_url)
+    try:
+        with clean.connect() as conn:
+            newer = _newer_decided(conn, settings, decision["max_batch_id"])
+    finally:
+        clean.dispose()
+    if newer is not None:
+        log.info("%s: not training, %s", label, _superseded_reason(label, newer))
+        return None
     existing = registry.find_version(settings, label)
     if existing is not None:
         log.info("candidate for %s already registered as version %s", label, existing.version)
@@ -174,7 +228,11 @@ def evaluate(
         return None
     clean = make_engine(settings.clean_url)
     try:
-        rows = _evaluation_rows(clean, decision["max_batch_id"], settings.eval_window_batches)
+        # The market as it is at this decision: the newest test rows CLEAN holds now, which may
+        # be newer than the data the candidate was trained on; both models are scored on them.
+        newest = data_version(clean)
+        upto = max(decision["max_batch_id"], newest.max_batch_id if newest else 0)
+        rows = _evaluation_rows(clean, upto, settings.eval_window_batches)
     finally:
         clean.dispose()
     name = settings.model_name
@@ -199,11 +257,64 @@ def evaluate(
 
 
 def promote(
-    settings: Settings, candidate: dict[str, Any] | None, evaluation: dict[str, Any] | None
+    settings: Settings,
+    decision: dict[str, Any],
+    candidate: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Move the alias to the candidate only if it wins; the reason is a sentence either way."""
+    """The decision's commit point, under the decision lock: data older than data already decided
+    is superseded; else the alias moves to the candidate only if it wins. The history row is
+    written here, in the same lock, so decisions are recorded in data order."""
     if candidate is None or evaluation is None:
         return {"promoted": False, "reason": None}
+    label = decision["data_version"]
+    clean = make_engine(settings.clean_url)
+    try:
+        with clean.begin() as conn:
+            _lock_decisions(conn)
+            done = _history_row_in(conn, label)
+            if done is not None:  # a re-run: the decision stands
+                return {"promoted": done["promoted"], "reason": done["reason"]}
+            newer = _newer_decided(conn, settings, decision["max_batch_id"])
+            if newer is not None:
+                promotion = {
+                    "promoted": False,
+                    "reason": _superseded_reason(label, newer),
+                    "superseded_by": newer,
+                }
+            else:
+                evaluation = _against_current_production(settings, decision, candidate, evaluation)
+                promotion = _judge_and_move(settings, candidate, evaluation)
+            values = _history_values(decision, candidate, evaluation, promotion, None)
+            conn.execute(
+                pg_insert(model_history)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["data_version"])
+            )
+    finally:
+        clean.dispose()
+    log.info("%s, version %s: %s", label, candidate["version"], promotion["reason"])
+    return promotion
+
+
+def _against_current_production(
+    settings: Settings,
+    decision: dict[str, Any],
+    candidate: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> dict[str, Any]:
+    """The evaluation again if production changed since it was made (a run for older data was
+    promoted meanwhile): the candidate must beat the model it would replace."""
+    current = registry.production(settings)
+    current_version = current.version if current else None
+    if current_version in (evaluation["production_version"], candidate["version"]):
+        return evaluation
+    return evaluate(settings, decision, candidate) or evaluation
+
+
+def _judge_and_move(
+    settings: Settings, candidate: dict[str, Any], evaluation: dict[str, Any]
+) -> dict[str, Any]:
     if evaluation["production_version"] == candidate["version"]:
         return {"promoted": True, "reason": "already in production"}
     verdict = judge(
@@ -220,7 +331,6 @@ def promote(
             "promoted_at",
             datetime.now(UTC).isoformat(timespec="seconds"),
         )
-    log.info("version %s %s", candidate["version"], verdict.reason)
     return asdict(verdict) | {"promoted": verdict.promote}
 
 
@@ -257,26 +367,22 @@ def explain(settings: Settings, candidate: dict[str, Any] | None) -> dict[str, A
     return {"shap_uri": f"runs:/{candidate['run_id']}/shap", "importance": importance}
 
 
-def record(
-    settings: Settings,
+def _history_values(
     decision: dict[str, Any],
     candidate: dict[str, Any] | None,
     evaluation: dict[str, Any] | None,
     promotion: dict[str, Any] | None,
     explanation: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """One ``model_history`` row per data version; a second call returns the first row."""
-    if decision.get("already_decided"):
-        return decision["history"]
-    if decision.get("data_version") is None:
-        return {"outcome": "skipped", "reason": "; ".join(decision["reasons"])}
     promoted = bool(promotion and promotion["promoted"])
-    if candidate is None:
+    if promotion and promotion.get("superseded_by"):
+        outcome, reason = "superseded", promotion["reason"]
+    elif candidate is None:
         outcome, reason = "skipped", "skipped: " + "; ".join(decision["reasons"])
     else:
         outcome = "promoted" if promoted else "rejected"
         reason = promotion["reason"] if promotion else "not evaluated"
-    row = {
+    return {
         "data_version": decision["data_version"],
         "max_batch_id": decision["max_batch_id"],
         "reference_rows": decision["reference_rows"],
@@ -299,19 +405,50 @@ def record(
         "reason": reason,
         "shap_uri": (explanation or {}).get("shap_uri"),
     }
+
+
+def record(
+    settings: Settings,
+    decision: dict[str, Any],
+    candidate: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None,
+    promotion: dict[str, Any] | None,
+    explanation: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One ``model_history`` row per data version (promote wrote it when there was a candidate:
+    here it gets its SHAP link); a second call returns the first row."""
+    if decision.get("already_decided"):
+        return decision["history"]
+    if decision.get("data_version") is None:
+        return {"outcome": "skipped", "reason": "; ".join(decision["reasons"])}
+    label = decision["data_version"]
     clean = make_engine(settings.clean_url)
     try:
         with clean.begin() as conn:
-            conn.execute(
-                pg_insert(model_history)
-                .values(**row)
-                .on_conflict_do_nothing(index_elements=["data_version"])
-            )
-        stored = _history_row(clean, row["data_version"])
+            _lock_decisions(conn)
+            stored = _history_row_in(conn, label)
+            if stored is None:  # no candidate was judged: the decision is written now
+                newer = _newer_decided(conn, settings, decision["max_batch_id"])
+                if newer is not None:
+                    reason = _superseded_reason(label, newer)
+                    promotion = {"promoted": False, "reason": reason, "superseded_by": newer}
+                values = _history_values(decision, candidate, evaluation, promotion, explanation)
+                conn.execute(
+                    pg_insert(model_history)
+                    .values(**values)
+                    .on_conflict_do_nothing(index_elements=["data_version"])
+                )
+            elif explanation and stored["shap_uri"] is None:
+                conn.execute(
+                    update(model_history)
+                    .where(model_history.c.data_version == label)
+                    .values(shap_uri=explanation["shap_uri"])
+                )
+        stored = _history_row(clean, label)
     finally:
         clean.dispose()
-    log.info("history for %s: %s", row["data_version"], reason)
-    return stored or row
+    log.info("history for %s: %s", label, stored["reason"] if stored else "-")
+    return stored or {}
 
 
 def run_model_pipeline(settings: Settings) -> dict[str, Any]:
@@ -327,7 +464,7 @@ def run_model_pipeline(settings: Settings) -> dict[str, Any]:
     decision = timed("decide", decide)
     candidate = timed("train", train, decision)
     evaluation = timed("evaluate", evaluate, decision, candidate)
-    promotion = timed("promote", promote, candidate, evaluation)
+    promotion = timed("promote", promote, decision, candidate, evaluation)
     explanation = timed("explain", explain, candidate)
     row = timed("record", record, decision, candidate, evaluation, promotion, explanation)
     return {**row, "timings": timings}

@@ -9,8 +9,10 @@ import altair as alt
 import pandas as pd
 
 ROW_COLORS = alt.Scale(domain=["cleaned", "rejected"], range=["#2e7d32", "#c62828"])
+# `superseded`: a run for data older than data already decided (it never trains or promotes).
 OUTCOME_COLORS = alt.Scale(
-    domain=["promoted", "rejected", "skipped"], range=["#2e7d32", "#c62828", "#9e9e9e"]
+    domain=["promoted", "rejected", "skipped", "superseded"],
+    range=["#2e7d32", "#c62828", "#9e9e9e", "#8d6e63"],
 )
 
 

@@ -1,5 +1,6 @@
 """Models: every training decision from clean_data.model_history — what was promoted, what was
-rejected or skipped, and why — and how the candidates' metrics moved over versions."""
+rejected, skipped or superseded (a run for data older than data already decided), and why — and
+how the candidates' metrics moved over versions."""
 
 from __future__ import annotations
 
