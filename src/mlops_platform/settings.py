@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(
         default=0.01, ge=0, lt=1, description="Candidate MAE must beat production by this share."
     )
+    promotion_confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="A candidate's MAE gain must stay above zero at this confidence in a paired "
+        "bootstrap over the test rows (a first model's: over the location-median baseline).",
+    )
     r2_tolerance: float = Field(
         default=0.01, ge=0, description="Guardrail: candidate R² may trail production by this."
     )

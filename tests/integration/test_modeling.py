@@ -63,7 +63,7 @@ def test_the_story_of_a_drifting_market(stores: Stores, mlflow_settings: Setting
 
     _collect(stores, 1)
     first = run_model_pipeline(settings)
-    assert first["outcome"] == "promoted"
+    assert first["outcome"] == "promoted", first["reason"]
     assert first["reason"].startswith("promoted: no model in production yet")
     assert registry.production(settings).version == first["candidate_version"]
 

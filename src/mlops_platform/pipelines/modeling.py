@@ -22,10 +22,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from mlops_platform.pipelines import drift, registry
 from mlops_platform.pipelines.dataset import data_version, load_listings
 from mlops_platform.pipelines.evaluate import evaluate as score
+from mlops_platform.pipelines.evaluate import regression_metrics
+from mlops_platform.pipelines.evidence import location_median, paired_gain
 from mlops_platform.pipelines.explain import explain as shap_explain
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.train import choose, fit_candidates, refit
-from mlops_platform.schema import FEATURES
+from mlops_platform.schema import FEATURES, TARGET
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import make_engine
 from mlops_platform.storage.tables import model_history
@@ -223,7 +225,9 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
 def evaluate(
     settings: Settings, decision: dict[str, Any], candidate: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """Candidate and current production scored on the same recent test rows."""
+    """Candidate and current production scored on the same recent test rows, with the evidence
+    the promotion needs: the paired gain over production, or for a first model over the naive
+    location-median baseline."""
     if candidate is None:
         return None
     clean = make_engine(settings.clean_url)
@@ -233,15 +237,34 @@ def evaluate(
         newest = data_version(clean)
         upto = max(decision["max_batch_id"], newest.max_batch_id if newest else 0)
         rows = _evaluation_rows(clean, upto, settings.eval_window_batches)
+        production = registry.production(settings)
+        train_rows = None
+        if production is None:
+            frame = load_listings(clean, up_to_batch=decision["max_batch_id"])
+            train_rows = frame[frame["split"] == "train"]
     finally:
         clean.dispose()
     name = settings.model_name
+    truth = rows[TARGET].to_numpy()
     challenger = registry.ModelVersion(name, candidate["version"], candidate["run_id"], {})
-    candidate_metrics = score(registry.load(settings, challenger), rows)
-    production = registry.production(settings)
+    predicted = registry.load(settings, challenger).predict(rows[list(FEATURES)])
+    candidate_metrics = regression_metrics(truth, predicted)
+    references: dict[str, Any] = {}
     production_metrics = None
     if production is not None and production.version != candidate["version"]:
-        production_metrics = score(registry.load(settings, production), rows)
+        served = registry.load(settings, production).predict(rows[list(FEATURES)])
+        production_metrics = regression_metrics(truth, served)
+        references["production model"] = served
+    elif train_rows is not None:
+        # A first model must at least beat the naive answer; beating the GLM too is part of the
+        # model-quality work still to come (the chosen family can lose to it on a first batch).
+        references["location-median baseline"] = location_median(train_rows, rows)
+    evidence = {
+        label: paired_gain(
+            truth, predicted, reference, confidence=settings.promotion_confidence
+        ).to_dict()
+        for label, reference in references.items()
+    }
     mlflow_client = registry.client(settings)
     mlflow_client.set_model_version_tag(
         name, candidate["version"], "test_mae", f"{candidate_metrics['mae']:.2f}"
@@ -253,6 +276,7 @@ def evaluate(
         "production": production_metrics,
         "production_version": production.version if production else None,
         "eval_rows": len(rows),
+        "evidence": evidence,
     }
 
 
@@ -322,6 +346,7 @@ def _judge_and_move(
         evaluation["production"],
         margin=settings.promotion_margin,
         r2_tolerance=settings.r2_tolerance,
+        evidence=evaluation.get("evidence"),
     )
     if verdict.promote:
         registry.set_production(settings, candidate["version"])

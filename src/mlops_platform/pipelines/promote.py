@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from mlops_platform.pipelines.evidence import PairedGain
 
 
 @dataclass(frozen=True)
@@ -17,8 +20,12 @@ def judge(
     *,
     margin: float,
     r2_tolerance: float,
+    evidence: dict[str, dict[str, Any]] | None = None,
 ) -> Verdict:
-    """Both models were scored on the same test rows; guardrails first, then the MAE margin."""
+    """Both models were scored on the same test rows; guardrails first, then the MAE margin, then
+    the evidence: the paired gain over production (or, for a first model, over each baseline)
+    must stay above zero at its confidence."""
+    gains = {name: PairedGain(**value) for name, value in (evidence or {}).items()}
     summary = f"candidate MAE {candidate['mae']:,.0f}, R² {candidate['r2']:.3f}"
     if candidate["bad_predictions"]:
         return Verdict(
@@ -27,7 +34,16 @@ def judge(
             "predictions were NaN, infinite or not positive",
         )
     if production is None:
-        return Verdict(True, f"promoted: no model in production yet ({summary})")
+        beaten = "; ".join(f"vs the {name}: {gain.describe()}" for name, gain in gains.items())
+        for name, gain in gains.items():
+            if not gain.holds():
+                return Verdict(
+                    False,
+                    f"rejected: the first model does not beat the {name} beyond noise "
+                    f"({summary}; {beaten}); nothing goes to production",
+                )
+        evidence_text = f"; {beaten}" if beaten else ""
+        return Verdict(True, f"promoted: no model in production yet ({summary}{evidence_text})")
     gain = 1 - candidate["mae"] / production["mae"]
     versus = (
         f"MAE {candidate['mae']:,.0f} vs {production['mae']:,.0f} in production "
@@ -37,4 +53,12 @@ def judge(
         return Verdict(False, f"rejected: R² guardrail failed, {versus}")
     if gain < margin:
         return Verdict(False, f"rejected: not better by the required {margin:.0%} margin, {versus}")
-    return Verdict(True, f"promoted: better by more than the {margin:.0%} margin, {versus}")
+    paired = gains.get("production model")
+    if paired is not None and not paired.holds():
+        return Verdict(
+            False,
+            f"rejected: better by {gain:.1%} but not beyond the noise of the test rows "
+            f"(paired gain {paired.describe()}), {versus}",
+        )
+    beyond = f", paired gain {paired.describe()}" if paired is not None else ""
+    return Verdict(True, f"promoted: better by more than the {margin:.0%} margin, {versus}{beyond}")

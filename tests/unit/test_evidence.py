@@ -1,0 +1,92 @@
+"""Evidence before promotion: paired bootstrap gains and the naive location baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlops_platform.pipelines.evidence import location_median, paired_gain
+from mlops_platform.pipelines.promote import judge
+
+RNG = np.random.default_rng(7)
+TRUTH = np.exp(RNG.normal(12.5, 0.6, size=800))  # heavy-tailed prices
+GOOD = {"mae": 90.0, "r2": 0.8, "bad_predictions": 0.0, "rows": 800.0}
+PROD = {"mae": 100.0, "r2": 0.8, "bad_predictions": 0.0, "rows": 800.0}
+
+
+def noisy(scale: float, seed: int) -> np.ndarray:
+    return TRUTH * np.exp(np.random.default_rng(seed).normal(0, scale, size=TRUTH.size))
+
+
+def test_a_clearly_better_model_holds_beyond_noise() -> None:
+    gain = paired_gain(TRUTH, noisy(0.10, 1), noisy(0.30, 2), confidence=0.95)
+    assert gain.gain > 0.5
+    assert gain.holds()
+    assert 0 < gain.low < gain.gain
+
+
+def test_two_equally_good_models_do_not() -> None:
+    gain = paired_gain(TRUTH, noisy(0.20, 3), noisy(0.20, 4), confidence=0.95)
+    assert abs(gain.gain) < 0.1
+    assert not gain.holds(), gain
+
+
+def test_the_bound_is_reproducible_and_tighter_at_lower_confidence() -> None:
+    strict = paired_gain(TRUTH, noisy(0.18, 5), noisy(0.20, 6), confidence=0.99)
+    again = paired_gain(TRUTH, noisy(0.18, 5), noisy(0.20, 6), confidence=0.99)
+    loose = paired_gain(TRUTH, noisy(0.18, 5), noisy(0.20, 6), confidence=0.80)
+    assert strict == again
+    assert strict.low < loose.low <= loose.gain
+
+
+def test_a_promotion_is_refused_for_lack_of_evidence() -> None:
+    """Better by more than the margin on these rows, but not beyond their noise: rejected."""
+    noise = paired_gain(TRUTH, noisy(0.20, 3), noisy(0.20, 4), confidence=0.95).to_dict()
+    verdict = judge(
+        GOOD, PROD, margin=0.01, r2_tolerance=0.01, evidence={"production model": noise}
+    )
+    assert not verdict.promote
+    assert "not beyond the noise of the test rows" in verdict.reason
+    clear = paired_gain(TRUTH, noisy(0.10, 1), noisy(0.30, 2), confidence=0.95).to_dict()
+    won = judge(GOOD, PROD, margin=0.01, r2_tolerance=0.01, evidence={"production model": clear})
+    assert won.promote
+    assert "paired gain" in won.reason
+
+
+def test_a_first_model_must_beat_each_baseline() -> None:
+    clear = paired_gain(TRUTH, noisy(0.10, 1), noisy(0.30, 2), confidence=0.95).to_dict()
+    tie = paired_gain(TRUTH, noisy(0.20, 3), noisy(0.20, 4), confidence=0.95).to_dict()
+    refused = judge(
+        GOOD,
+        None,
+        margin=0.01,
+        r2_tolerance=0.01,
+        evidence={"location-median baseline": clear, "GLM": tie},
+    )
+    assert not refused.promote
+    assert "does not beat the GLM beyond noise" in refused.reason
+    assert "nothing goes to production" in refused.reason
+    promoted = judge(
+        GOOD, None, margin=0.01, r2_tolerance=0.01, evidence={"location-median baseline": clear}
+    )
+    assert promoted.promote
+    assert promoted.reason.startswith("promoted: no model in production yet")
+
+
+def test_location_median_falls_back_from_zip_to_city_to_state_to_everywhere() -> None:
+    train = pd.DataFrame(
+        {
+            "state": ["Texas", "Texas", "Texas", "Ohio"],
+            "city": ["Austin", "Austin", "Dallas", "Akron"],
+            "zip_code": ["78701", "78701", "75201", "44301"],
+            "price": [100.0, 300.0, 50.0, 10.0],
+        }
+    )
+    rows = pd.DataFrame(
+        {
+            "state": ["Texas", "Texas", "Texas", "Maine"],
+            "city": ["Austin", "Austin", "Houston", "Portland"],
+            "zip_code": ["78701", "78799", "77001", "04101"],
+        }
+    )
+    assert location_median(train, rows).tolist() == [200.0, 200.0, 100.0, 75.0]
