@@ -129,6 +129,40 @@ def helm_test_pods(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def helm_test_command(objects: list[dict[str, Any]]) -> list[str]:
+    """The command and arguments of a render's one `helm test` pod."""
+    (pod,) = helm_test_pods(objects)
+    (container,) = pod["spec"]["containers"]
+    return [*container["command"], *container.get("args", [])]
+
+
+def helm_test_check_call(
+    pod: dict[str, Any], check: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, ...]:
+    """Run a `helm test` pod's command through the real CLI with ``checks.<check>`` replaced:
+    what it would be called with (each Secret value stands in as "<secret>/<key>"), so a renamed
+    option or environment variable fails here, not in the cluster."""
+    # The CLI is slow to import, and only these tests run it.
+    from typer.testing import CliRunner
+
+    from mlops_platform import checks
+    from mlops_platform.cli import app
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(checks, check, lambda *args: calls.append(args) or "ok")
+    command = helm_test_command([pod])
+    assert command[:2] == ["mlops", "check"]
+    (container,) = pod["spec"]["containers"]
+    env = {
+        name: item.get("value") or "{name}/{key}".format(**item["valueFrom"]["secretKeyRef"])
+        for name, item in env_of(container).items()
+    }
+    result = CliRunner().invoke(app, command[1:], env=env)
+    assert result.exit_code == 0, result.output
+    (call,) = calls
+    return call
+
+
 def find_tool(name: str) -> str | None:
     """A tool from .tools/bin or PATH; runs scripts/ensure-tools.sh once when it is missing."""
     local = TOOLS_BIN / name

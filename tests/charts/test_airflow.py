@@ -26,11 +26,9 @@ from tests.charts.conftest import (
     all_containers,
     by_kind,
     ci_value_files,
-    client_rules,
     env_of,
     helm,
-    helm_test_pods,
-    helm_test_rule,
+    helm_test_command,
     one,
     pod_labels,
     pod_spec,
@@ -868,133 +866,26 @@ def test_ci_files_cover_the_notable_modes() -> None:
 
 
 # --- helm test (templates/tests/test-connection.yaml) --------------------------------------------
-
-# The umbrella's case: release `mlops` and the Service named by fullnameOverride, here with another
-# name and port, to show that the test pod follows the chart's own helpers and values.
-RENAMED = {"fullnameOverride": "orchestrator", "service": {"port": 18080}}
-# Image and scheduling values the test pod shares with the server.
-SCHEDULING = {
-    "image": {
-        "repository": "registry.example.com/mlops/platform",
-        "tag": "0.2.0",
-        "pullPolicy": "Always",
-    },
-    "imagePullSecrets": [{"name": "regcred"}],
-    "nodeSelector": {"pool": "apps"},
-    "tolerations": [{"key": "apps", "operator": "Exists", "effect": "NoSchedule"}],
-}
-TEST_LABEL = {"app.kubernetes.io/component": "test"}
-
-
-def server_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The api-server, which the Service (<fullname>-webserver) fronts."""
-    return next(
-        d
-        for d in by_kind(objects, "Deployment")
-        if pod_labels(d)["app.kubernetes.io/component"] == "api-server"
-    )
+# The command the pod runs. The pod itself, its NetworkPolicy rule, its `tests` values and that the
+# URL is the Service's name and port (also in the umbrella's case): test_helm_test_pods.py.
 
 
 @pytest.mark.parametrize(
-    ("values", "release"), [({}, CHART), (RENAMED, "mlops")], ids=["guide", "umbrella"]
-)
-def test_helm_test_gets_the_api_server_health_through_the_webserver_service(
-    values: dict[str, Any], release: str
-) -> None:
-    """GET of the api-server's Service (airflow-webserver in the guide and the umbrella)
-    at the probes' path, as the workers call its execution API."""
-    objects = render_chart(CHART, values, release=release)
-    service, server = one(objects, "Service"), server_of(objects)
-    assert service["spec"]["selector"].items() <= pod_labels(server).items()
-    name, (port,) = service["metadata"]["name"], service["spec"]["ports"]
-    probe = pod_spec(server)["containers"][0]["readinessProbe"]["httpGet"]
-    (pod,) = helm_test_pods(objects)
-    (check,) = pod["spec"]["containers"]
-    assert check["command"] == [
-        "mlops",
-        "check",
-        "http",
-        f"http://{name}:{port['port']}{probe['path']}",
-    ]
-    assert probe["path"] == "/api/v2/monitor/health"
-    assert name == ("airflow-webserver" if release == CHART else "orchestrator-webserver")
-
-
-def test_helm_test_pod_is_a_hardened_hook_like_the_server() -> None:
-    """A `helm test` hook (kept when it fails, for `kubectl logs`) on the server's image,
-    scheduling and security contexts: read-only root, /tmp writable as HOME, no Secret."""
-    objects = render_chart(CHART, SCHEDULING)
-    pod, server = one(objects, "Pod", "airflow-test"), server_of(objects)
-    assert pod["metadata"]["annotations"] == {
-        "helm.sh/hook": "test",
-        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
-    }
-    assert pod["metadata"]["labels"] == {**server["metadata"]["labels"], **TEST_LABEL}
-    spec, server_spec = pod["spec"], pod_spec(server)
-    assert spec["restartPolicy"] == "Never"
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["enableServiceLinks"] is False
-    for key in ("securityContext", "imagePullSecrets", "nodeSelector", "tolerations"):
-        assert spec[key] == server_spec[key], key
-    (check,) = spec["containers"]
-    main = server_spec["containers"][0]
-    assert check["image"] == main["image"] == "registry.example.com/mlops/platform:0.2.0"
-    assert check["imagePullPolicy"] == main["imagePullPolicy"] == "Always"
-    assert check["securityContext"] == main["securityContext"]
-    assert check["securityContext"]["readOnlyRootFilesystem"] is True
-    assert check["resources"] == {
-        "requests": {"cpu": "50m", "memory": "128Mi"},
-        "limits": {"cpu": "500m", "memory": "512Mi"},
-    }
-    assert env_of(check)["HOME"]["value"] == "/tmp"
-    assert all("valueFrom" not in item for item in check["env"]), "no Secret needed"
-    assert check["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert [v["name"] for v in spec["volumes"] if "emptyDir" in v] == ["tmp"]
-
-
-@pytest.mark.parametrize("clients", [None, []], ids=["default-clients", "no-client"])
-def test_network_policy_admits_the_helm_test_pod_on_the_service_port(
-    clients: list[str] | None,
-) -> None:
-    """Its own rule, on the api-server's port only (not the log servers' 8793/8794), also
-    when no client is listed; the selector picks this chart's test pod, not another chart's
-    of the same umbrella release, nor an Airflow component."""
-    values = {} if clients is None else {"networkPolicy": {"allowedClients": clients}}
-    objects = render_chart(CHART, {**RENAMED, **values}, release="mlops")
-    pod, server = one(objects, "Pod"), server_of(objects)
-    policy = one(objects, "NetworkPolicy")
-    # A policy matches the pod's port, after the Service's translation.
-    (port,) = one(objects, "Service")["spec"]["ports"]
-    pod_ports = {p["name"]: p["containerPort"] for p in pod_spec(server)["containers"][0]["ports"]}
-    rule = helm_test_rule(CHART, [pod_ports[port["targetPort"]]], release="mlops")
-    assert policy["spec"]["ingress"] == [*client_rules(policy), rule]
-    assert len(client_rules(policy)) == (0 if clients == [] else 1)
-    labels = rule["from"][0]["podSelector"]["matchLabels"]
-    assert labels.items() <= pod["metadata"]["labels"].items()
-    assert not labels.items() <= pod_labels(server).items(), "the test pod, not the server"
-
-
-def test_tests_disabled_render_no_pod_and_no_extra_peer() -> None:
-    on, off = render_chart(CHART), render_chart(CHART, {"tests": {"enabled": False}})
-    assert by_kind(off, "Pod") == []
-    assert one(off, "NetworkPolicy")["spec"]["ingress"] == client_rules(one(on, "NetworkPolicy"))
-    rest = [o for o in on if o["kind"] not in {"Pod", "NetworkPolicy"}]
-    assert rest == [o for o in off if o["kind"] != "NetworkPolicy"]
-    nobody = {"tests": {"enabled": False}, "networkPolicy": {"allowedClients": []}}
-    assert one(render_chart(CHART, nobody), "NetworkPolicy")["spec"]["ingress"] == []
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
+    ("values", "release", "service"),
     [
-        ({"tests": {"enabeld": False}}, "additional properties 'enabeld' not allowed"),
-        ({"tests": {"enabled": "no"}}, r"/tests/enabled.*got string, want boolean"),
+        ({}, CHART, "airflow-webserver:8080"),
         (
-            {"tests": {"resources": {"limits": None}}},
-            r"/tests/resources.: missing property .limits.",
+            {"fullnameOverride": "orchestrator", "service": {"port": 18080}},
+            "mlops",
+            "orchestrator-webserver:18080",
         ),
     ],
+    ids=["guide", "umbrella"],
 )
-def test_schema_rejects_unknown_and_bad_tests_values(values: dict, message: str) -> None:
-    with pytest.raises(HelmError, match=message):
-        render_chart(CHART, values)
+def test_helm_test_gets_the_api_server_health_through_the_webserver_service(
+    values: dict[str, Any], release: str, service: str
+) -> None:
+    """GET of the api-server's Service (<fullname>-webserver: airflow-webserver in the guide and
+    the umbrella) at the probes' path, as the workers call its execution API."""
+    command = helm_test_command(render_chart(CHART, values, release=release))
+    assert command == ["mlops", "check", "http", f"http://{service}/api/v2/monitor/health"]

@@ -4,22 +4,15 @@ from the secrets chart."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from mlops_platform import checks
-from mlops_platform.cli import app
 from tests.charts.conftest import (
     CHARTS_DIR,
-    HelmError,
-    client_rules,
     env_of,
+    helm_test_check_call,
     helm_test_pods,
-    helm_test_rule,
-    helm_test_rules,
     one,
     pod_spec,
     render_chart,
@@ -103,26 +96,8 @@ def test_changed_dashboards_roll_the_pod() -> None:
     assert {"checksum/provisioning", "checksum/dashboards"} <= set(annotations)
 
 
-# `helm test grafana` (templates/tests/test-connection.yaml).
-
-
-def check_call(pod: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
-    """Run the test pod's command through the real CLI with the check itself replaced: what it
-    would be called with (each Secret value stands in as "<secret>/<key>"), so a renamed option
-    or environment variable fails here, not in the cluster."""
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(checks, "grafana", lambda *args: calls.append(args) or "ok")
-    (container,) = pod["spec"]["containers"]
-    command = [*container["command"], *container["args"]]
-    assert command[:3] == ["mlops", "check", "grafana"]
-    env = {
-        name: item.get("value") or "{name}/{key}".format(**item["valueFrom"]["secretKeyRef"])
-        for name, item in env_of(container).items()
-    }
-    result = CliRunner().invoke(app, command[1:], env=env)
-    assert result.exit_code == 0, result.output
-    (call,) = calls
-    return call
+# `helm test grafana` (templates/tests/test-connection.yaml): its command, run through the CLI.
+# The pod, its NetworkPolicy rule and its `tests` values: test_helm_test_pods.py.
 
 
 def test_helm_test_asks_for_the_provisioned_datasource_as_admin_through_the_service(
@@ -130,14 +105,8 @@ def test_helm_test_asks_for_the_provisioned_datasource_as_admin_through_the_serv
 ) -> None:
     objects = render_chart("grafana")
     (pod,) = helm_test_pods(objects)
-    assert pod["metadata"]["name"] == "grafana-test"
-    assert pod["metadata"]["annotations"] == {
-        "helm.sh/hook": "test",
-        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
-    }
-    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
     service = one(objects, "Service", "grafana")
-    url, user, password, datasource = check_call(pod, monkeypatch)
+    url, user, password, datasource = helm_test_check_call(pod, "grafana", monkeypatch)
     assert url == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     cm = one(objects, "ConfigMap", "grafana-provisioning")
     (source,) = yaml.safe_load(cm["data"]["datasources.yaml"])["datasources"]
@@ -161,88 +130,9 @@ def test_helm_test_follows_release_service_datasource_and_secret(
     }
     (pod,) = helm_test_pods(render_chart("grafana", values, release="dash"))
     assert pod["metadata"]["name"] == "dash-grafana-test"
-    assert check_call(pod, monkeypatch) == (
+    assert helm_test_check_call(pod, "grafana", monkeypatch) == (
         "http://dash-grafana:13000",
         "dash-admin/user",
         "dash-admin/admin-password",
         "Platform metrics",
     )
-
-
-def test_helm_test_pod_is_hardened_and_placed_like_the_server() -> None:
-    placement = {
-        "imagePullSecrets": [{"name": "regcred"}],
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-    }
-    (pod,) = helm_test_pods(render_chart("grafana", placement))
-    spec = pod["spec"]
-    assert {key: spec[key] for key in placement} == placement
-    assert spec["restartPolicy"] == "Never"
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["enableServiceLinks"] is False
-    assert spec["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "runAsGroup": 10001,
-        "fsGroup": 10001,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    (container,) = spec["containers"]
-    assert container["image"] == "mlops/platform:0.1.0"
-    assert container["securityContext"] == {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    assert env_of(container)["HOME"] == {"name": "HOME", "value": "/tmp"}
-    (tmp,) = container["volumeMounts"]
-    assert tmp["mountPath"] == "/tmp"
-    assert {"name": tmp["name"], "emptyDir": {}} in spec["volumes"]
-    # The login only through Secret references, never on the command line.
-    assert all("value" not in item for name, item in env_of(container).items() if name != "HOME")
-    assert "ports" not in container, "the Service (same selector labels) must find no port here"
-
-
-def test_network_policy_admits_the_helm_test_pod_on_the_server_port() -> None:
-    objects = render_chart("grafana")
-    (pod,) = helm_test_pods(objects)
-    policy = one(objects, "NetworkPolicy", "grafana")
-    server = pod_spec(one(objects, "Deployment"))["containers"][0]
-    target = one(objects, "Service", "grafana")["spec"]["ports"][0]["targetPort"]
-    (pod_port,) = [p["containerPort"] for p in server["ports"] if p["name"] == target]
-    assert helm_test_rules(policy) == [helm_test_rule("grafana", [pod_port])]
-    peer = helm_test_rules(policy)[0]["from"][0]["podSelector"]["matchLabels"]
-    assert peer.items() <= pod["metadata"]["labels"].items()
-    # No in-cluster client by default (port-forward): the test pod is the only peer.
-    assert client_rules(policy) == []
-    assert policy["spec"]["ingress"] == [helm_test_rule("grafana", [pod_port])]
-    # The umbrella gives every chart one release name: still only grafana's own test pod.
-    umbrella = one(render_chart("grafana", release="mlops"), "NetworkPolicy")
-    assert helm_test_rules(umbrella) == [helm_test_rule("grafana", [pod_port], "mlops")]
-
-
-def test_helm_test_can_be_turned_off() -> None:
-    off = {"tests": {"enabled": False}}
-    objects = render_chart("grafana", off)
-    assert helm_test_pods(objects) == []
-    policy = one(objects, "NetworkPolicy", "grafana")
-    assert helm_test_rules(policy) == []
-    assert policy["spec"]["ingress"] == client_rules(policy)
-    alone = render_chart("grafana", {**off, "networkPolicy": {"allowedClients": []}})
-    assert one(alone, "NetworkPolicy")["spec"]["ingress"] == []
-
-
-@pytest.mark.parametrize(
-    ("tests", "error"),
-    [
-        ({"image": {"tag": 1}}, r"/tests/image/tag.*got number, want string"),
-        ({"image": {"tag": "latest"}}, r"/tests/image/tag"),
-        ({"enabled": "yes"}, r"/tests/enabled.*got string, want boolean"),
-        ({"colour": "blue"}, r"/tests.*additional properties 'colour' not allowed"),
-    ],
-)
-def test_schema_rejects_bad_test_values(tests: dict[str, Any], error: str) -> None:
-    with pytest.raises(HelmError, match=error):
-        render_chart("grafana", {"tests": tests})

@@ -5,7 +5,6 @@ only its bucket."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -21,18 +20,14 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from mlops_platform import checks
 from mlops_platform.cli import app
 from mlops_platform.local.postgres import free_port
 from mlops_platform.local.s3 import weed_binary
 from tests.charts.conftest import (
-    HelmError,
     by_kind,
-    client_rules,
     env_of,
+    helm_test_check_call,
     helm_test_pods,
-    helm_test_rule,
-    helm_test_rules,
     one,
     pod_labels,
     pod_spec,
@@ -170,10 +165,8 @@ def test_start_script_gives_mlflow_access_to_its_bucket_only(
 
     root = client(creds["ROOT_USER"], creds["ROOT_PASSWORD"])
     mlflow = client(creds["MLFLOW_ACCESS_KEY"], creds["MLFLOW_SECRET_KEY"])
-    # What the bucket Job does, and doing it twice is harmless. (On a busy machine botocore may
-    # retry a slow first call whose first attempt already made the bucket: also fine.)
-    with contextlib.suppress(root.exceptions.BucketAlreadyOwnedByYou):
-        root.create_bucket(Bucket="mlflow")
+    # What the bucket Job does, and doing it twice is harmless.
+    root.create_bucket(Bucket="mlflow")
     with pytest.raises(botocore.exceptions.ClientError, match="BucketAlreadyOwnedByYou"):
         root.create_bucket(Bucket="mlflow")
     root.head_bucket(Bucket="mlflow")
@@ -211,7 +204,8 @@ def test_service_sends_traffic_to_the_server_not_to_the_bucket_job() -> None:
     }
 
 
-# `helm test minio` (templates/tests/test-connection.yaml).
+# `helm test minio` (templates/tests/test-connection.yaml): its command, run through the CLI.
+# The pod, its NetworkPolicy rule and its `tests` values: test_helm_test_pods.py.
 
 
 def secret_refs(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -234,28 +228,13 @@ def run_check(pod: dict[str, Any], secret: dict[tuple[str, str], str], *extra: s
     return CliRunner().invoke(app, [*command[1:], *extra, "--within", "0"], env=env)
 
 
-def stand_in_secret(pod: dict[str, Any]) -> dict[tuple[str, str], str]:
-    """Each Secret value the pod reads stands in as "<secret>/<key>"."""
-    (container,) = pod["spec"]["containers"]
-    return {ref: "/".join(ref) for ref in secret_refs(container).values()}
-
-
 def test_helm_test_lists_the_bucket_as_mlflow_through_the_service(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     objects = render_chart("minio")
     (pod,) = helm_test_pods(objects)
-    assert pod["metadata"]["name"] == "minio-test"
-    assert pod["metadata"]["annotations"] == {
-        "helm.sh/hook": "test",
-        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
-    }
-    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(checks, "s3_bucket", lambda *args: calls.append(args) or "ok")
-    result = run_check(pod, stand_in_secret(pod))
-    assert result.exit_code == 0, result.output
-    ((endpoint, bucket, access_key, secret_key),) = calls
+    call = helm_test_check_call(pod, "s3_bucket", monkeypatch)
+    endpoint, bucket, access_key, secret_key = call
     # The S3 port of the chart's Service, the bucket the server scopes MLflow's identity to (and
     # the Job creates), and that identity's keys as the server reads them.
     service = one(objects, "Service", "minio")
@@ -281,12 +260,12 @@ def test_helm_test_follows_release_service_bucket_and_secret(
     }
     (pod,) = helm_test_pods(render_chart("minio", values, release="store"))
     assert pod["metadata"]["name"] == "store-minio-test"
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(checks, "s3_bucket", lambda *args: calls.append(args) or "ok")
-    assert run_check(pod, stand_in_secret(pod)).exit_code == 0
-    assert calls == [
-        ("http://store-minio:19000", "artifacts", "s3-keys/ak", "s3-keys/mlflow-secret-key")
-    ]
+    assert helm_test_check_call(pod, "s3_bucket", monkeypatch) == (
+        "http://store-minio:19000",
+        "artifacts",
+        "s3-keys/ak",
+        "s3-keys/mlflow-secret-key",
+    )
 
 
 @pytest.mark.integration
@@ -318,89 +297,3 @@ def test_helm_test_passes_on_the_chart_server_once_the_bucket_exists(
     done = run_check(pod, secret)
     assert done.exit_code == 0, done.output
     assert "can be listed" in done.output
-
-
-def test_helm_test_pod_is_hardened_and_placed_like_the_server() -> None:
-    placement = {
-        "imagePullSecrets": [{"name": "regcred"}],
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-    }
-    objects = render_chart("minio", placement)
-    (pod,) = helm_test_pods(objects)
-    spec = pod["spec"]
-    assert {key: spec[key] for key in placement} == placement
-    assert spec["restartPolicy"] == "Never"
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["enableServiceLinks"] is False
-    assert spec["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "runAsGroup": 10001,
-        "fsGroup": 10001,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    (container,) = spec["containers"]
-    assert container["image"] == "mlops/platform:0.1.0"
-    assert container["securityContext"] == {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    assert env_of(container)["HOME"] == {"name": "HOME", "value": "/tmp"}
-    (tmp,) = container["volumeMounts"]
-    assert tmp["mountPath"] == "/tmp"
-    assert {"name": tmp["name"], "emptyDir": {}} in spec["volumes"]
-    # Keys only through Secret references, never on the command line.
-    assert all("value" not in item for name, item in env_of(container).items() if name != "HOME")
-    # Not behind the Service: it selects the server component only.
-    selector = one(objects, "Service", "minio")["spec"]["selector"]
-    assert not selector.items() <= pod["metadata"]["labels"].items()
-
-
-def test_network_policy_admits_the_helm_test_pod_on_the_s3_port_only() -> None:
-    objects = render_chart("minio")
-    (pod,) = helm_test_pods(objects)
-    policy = one(objects, "NetworkPolicy", "minio")
-    server = pod_spec(one(objects, "Deployment"))["containers"][0]
-    ports = {p["name"]: p["containerPort"] for p in server["ports"]}
-    targets = {p["name"]: p["targetPort"] for p in one(objects, "Service")["spec"]["ports"]}
-    s3_port = ports[targets["http-s3"]]
-    assert helm_test_rules(policy) == [helm_test_rule("minio", [s3_port])]
-    peer = helm_test_rules(policy)[0]["from"][0]["podSelector"]["matchLabels"]
-    assert peer.items() <= pod["metadata"]["labels"].items()
-    assert [peer for r in client_rules(policy) for peer in r["from"]] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-        for name in ["mlflow", "minio"]
-    ]
-    # No client at all: the test pod is the only peer; in the umbrella, only minio's own.
-    alone = one(render_chart("minio", {"networkPolicy": {"allowedClients": []}}), "NetworkPolicy")
-    assert alone["spec"]["ingress"] == [helm_test_rule("minio", [s3_port])]
-    umbrella = one(render_chart("minio", release="mlops"), "NetworkPolicy")
-    assert helm_test_rules(umbrella) == [helm_test_rule("minio", [s3_port], "mlops")]
-
-
-def test_helm_test_can_be_turned_off() -> None:
-    off = {"tests": {"enabled": False}}
-    objects = render_chart("minio", off)
-    assert helm_test_pods(objects) == []
-    policy = one(objects, "NetworkPolicy", "minio")
-    assert helm_test_rules(policy) == []
-    assert policy["spec"]["ingress"] == client_rules(policy)
-    alone = render_chart("minio", {**off, "networkPolicy": {"allowedClients": []}})
-    assert one(alone, "NetworkPolicy")["spec"]["ingress"] == []
-
-
-@pytest.mark.parametrize(
-    ("tests", "error"),
-    [
-        ({"image": {"tag": 1}}, r"/tests/image/tag.*got number, want string"),
-        ({"image": {"tag": "latest"}}, r"/tests/image/tag"),
-        ({"enabled": "yes"}, r"/tests/enabled.*got string, want boolean"),
-        ({"colour": "blue"}, r"/tests.*additional properties 'colour' not allowed"),
-    ],
-)
-def test_schema_rejects_bad_test_values(tests: dict[str, Any], error: str) -> None:
-    with pytest.raises(HelmError, match=error):
-        render_chart("minio", {"tests": tests})

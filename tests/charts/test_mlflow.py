@@ -5,22 +5,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 
 from tests.charts.conftest import (
     CHARTS_DIR,
     REPO,
-    HelmError,
     all_containers,
-    by_kind,
-    client_rules,
     env_of,
-    helm_test_pods,
-    helm_test_rule,
+    helm_test_command,
     one,
-    pod_labels,
     pod_spec,
     render_chart,
 )
@@ -153,127 +147,12 @@ def test_runs_the_platform_image_with_the_locked_mlflow() -> None:
 
 
 # --- helm test (templates/tests/test-connection.yaml) --------------------------------------------
-
-# The umbrella's case: release `mlops` and the Service named by fullnameOverride, here with another
-# name and port, to show that the test pod follows the chart's own helpers and values.
-RENAMED = {"fullnameOverride": "tracking", "service": {"port": 15000}}
-# Image and scheduling values the test pod shares with the server.
-SCHEDULING = {
-    "image": {
-        "repository": "registry.example.com/mlops/platform",
-        "tag": "0.2.0",
-        "pullPolicy": "Always",
-    },
-    "imagePullSecrets": [{"name": "regcred"}],
-    "nodeSelector": {"pool": "apps"},
-    "tolerations": [{"key": "apps", "operator": "Exists", "effect": "NoSchedule"}],
-}
-TEST_LABEL = {"app.kubernetes.io/component": "test"}
+# The command the pod runs. The pod itself, its NetworkPolicy rule, its `tests` values and that the
+# URL is the Service's name and port (also in the umbrella's case): test_helm_test_pods.py.
 
 
-def server_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The tracking server, which the Service fronts."""
-    return one(objects, "Deployment")
-
-
-@pytest.mark.parametrize(
-    ("values", "release"), [({}, CHART), (RENAMED, "mlops")], ids=["guide", "umbrella"]
-)
-def test_helm_test_gets_the_health_endpoint_through_the_service(
-    values: dict[str, Any], release: str
-) -> None:
+def test_helm_test_gets_the_health_endpoint_through_the_service() -> None:
     """GET of the Service's name and port at the probes' path: what Airflow, the API and the UI
     call, so a pass says they reach the server too."""
-    objects = render_chart(CHART, values, release=release)
-    service, server = one(objects, "Service"), server_of(objects)
-    assert service["spec"]["selector"].items() <= pod_labels(server).items()
-    name, (port,) = service["metadata"]["name"], service["spec"]["ports"]
-    probe = pod_spec(server)["containers"][0]["readinessProbe"]["httpGet"]
-    (pod,) = helm_test_pods(objects)
-    (check,) = pod["spec"]["containers"]
-    assert check["command"] == [
-        "mlops",
-        "check",
-        "http",
-        f"http://{name}:{port['port']}{probe['path']}",
-    ]
-
-
-def test_helm_test_pod_is_a_hardened_hook_like_the_server() -> None:
-    """A `helm test` hook (kept when it fails, for `kubectl logs`) on the server's image,
-    scheduling and security contexts: read-only root, /tmp writable as HOME, no Secret."""
-    objects = render_chart(CHART, SCHEDULING)
-    pod, server = one(objects, "Pod", "mlflow-test"), server_of(objects)
-    assert pod["metadata"]["annotations"] == {
-        "helm.sh/hook": "test",
-        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
-    }
-    assert pod["metadata"]["labels"] == {**server["metadata"]["labels"], **TEST_LABEL}
-    spec, server_spec = pod["spec"], pod_spec(server)
-    assert spec["restartPolicy"] == "Never"
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["enableServiceLinks"] is False
-    for key in ("securityContext", "imagePullSecrets", "nodeSelector", "tolerations"):
-        assert spec[key] == server_spec[key], key
-    (check,) = spec["containers"]
-    main = server_spec["containers"][0]
-    assert check["image"] == main["image"] == "registry.example.com/mlops/platform:0.2.0"
-    assert check["imagePullPolicy"] == main["imagePullPolicy"] == "Always"
-    assert check["securityContext"] == main["securityContext"]
-    assert check["securityContext"]["readOnlyRootFilesystem"] is True
-    assert check["resources"] == {
-        "requests": {"cpu": "50m", "memory": "128Mi"},
-        "limits": {"cpu": "500m", "memory": "512Mi"},
-    }
-    assert env_of(check)["HOME"]["value"] == "/tmp"
-    assert all("valueFrom" not in item for item in check["env"]), "no Secret needed"
-    assert check["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert [v["name"] for v in spec["volumes"] if "emptyDir" in v] == ["tmp"]
-
-
-@pytest.mark.parametrize("clients", [None, []], ids=["default-clients", "no-client"])
-def test_network_policy_admits_the_helm_test_pod_on_the_service_port(
-    clients: list[str] | None,
-) -> None:
-    """Its own rule, on the server's port, also when no client is listed (`ingress: []`
-    otherwise); the selector picks this chart's test pod, not another chart's of the same
-    umbrella release."""
-    values = {} if clients is None else {"networkPolicy": {"allowedClients": clients}}
-    objects = render_chart(CHART, {**RENAMED, **values}, release="mlops")
-    pod, server = one(objects, "Pod"), server_of(objects)
-    policy = one(objects, "NetworkPolicy")
-    # A policy matches the pod's port, after the Service's translation.
-    (port,) = one(objects, "Service")["spec"]["ports"]
-    pod_ports = {p["name"]: p["containerPort"] for p in pod_spec(server)["containers"][0]["ports"]}
-    rule = helm_test_rule(CHART, [pod_ports[port["targetPort"]]], release="mlops")
-    assert policy["spec"]["ingress"] == [*client_rules(policy), rule]
-    assert len(client_rules(policy)) == (0 if clients == [] else 1)
-    labels = rule["from"][0]["podSelector"]["matchLabels"]
-    assert labels.items() <= pod["metadata"]["labels"].items()
-    assert not labels.items() <= pod_labels(server).items(), "the test pod, not the server"
-
-
-def test_tests_disabled_render_no_pod_and_no_extra_peer() -> None:
-    on, off = render_chart(CHART), render_chart(CHART, {"tests": {"enabled": False}})
-    assert by_kind(off, "Pod") == []
-    assert one(off, "NetworkPolicy")["spec"]["ingress"] == client_rules(one(on, "NetworkPolicy"))
-    rest = [o for o in on if o["kind"] not in {"Pod", "NetworkPolicy"}]
-    assert rest == [o for o in off if o["kind"] != "NetworkPolicy"]
-    nobody = {"tests": {"enabled": False}, "networkPolicy": {"allowedClients": []}}
-    assert one(render_chart(CHART, nobody), "NetworkPolicy")["spec"]["ingress"] == []
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [
-        ({"tests": {"enabeld": False}}, "additional properties 'enabeld' not allowed"),
-        ({"tests": {"enabled": "no"}}, r"/tests/enabled.*got string, want boolean"),
-        (
-            {"tests": {"resources": {"limits": None}}},
-            r"/tests/resources.: missing property .limits.",
-        ),
-    ],
-)
-def test_schema_rejects_unknown_and_bad_tests_values(values: dict, message: str) -> None:
-    with pytest.raises(HelmError, match=message):
-        render_chart(CHART, values)
+    command = helm_test_command(render_chart(CHART))
+    assert command == ["mlops", "check", "http", "http://mlflow:5000/health"]

@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
-from mlops_platform import checks
 from mlops_platform.cli import app
 from mlops_platform.local.postgres import LocalPostgres
 from tests.charts.conftest import (
     HelmError,
     by_kind,
-    client_rules,
     env_of,
+    helm_test_check_call,
     helm_test_pods,
-    helm_test_rule,
-    helm_test_rules,
     one,
     pod_spec,
     render_chart,
@@ -33,6 +29,17 @@ from tests.charts.conftest import (
 
 DATABASES = ["airflow", "mlflow", "rawdata", "cleandata"]
 _run = itertools.count()
+
+
+def drop(postgres: LocalPostgres, databases: list[str], roles: list[str]) -> None:
+    """Remove what a test made on the session's server: its databases, then its roles."""
+    with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
+        for name in databases:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        for role in roles:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def test_statefulset_with_volume_and_two_services() -> None:
@@ -169,14 +176,7 @@ def test_init_script_creates_owned_private_databases_on_real_postgres(
         with pytest.raises(psycopg.OperationalError, match="permission denied"):
             psycopg.connect(f"{conninfo} dbname={second} user={first}_owner")
     finally:
-        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-            for name in names:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
-                conn.execute(
-                    sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"{name}_owner"))
-                )
+        drop(postgres, names, [f"{name}_owner" for name in names])
 
 
 def _denied(conn: psycopg.Connection, statement: str) -> None:
@@ -272,13 +272,7 @@ def test_init_script_makes_a_read_only_role_on_real_postgres(
         )
         assert "the read-only role needs a name of its own" in error
     finally:
-        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-            for name in names.values():
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
-            for role in [reader, *owners.values()]:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        drop(postgres, list(names.values()), [reader, *owners.values()])
 
 
 def test_release_name_and_secret_can_change() -> None:
@@ -291,26 +285,8 @@ def test_release_name_and_secret_can_change() -> None:
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "my-pg"
 
 
-# `helm test postgres` (templates/tests/test-connection.yaml).
-
-
-def check_call(pod: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
-    """Run the test pod's command through the real CLI with the check itself replaced: what it
-    would be called with (each Secret value stands in as "<secret>/<key>"), so a renamed option
-    or environment variable fails here, not in the cluster."""
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(checks, "postgres_logins", lambda *args: calls.append(args) or "ok")
-    (container,) = pod["spec"]["containers"]
-    command = [*container["command"], *container["args"]]
-    assert command[:3] == ["mlops", "check", "postgres"]
-    env = {
-        name: item.get("value") or "{name}/{key}".format(**item["valueFrom"]["secretKeyRef"])
-        for name, item in env_of(container).items()
-    }
-    result = CliRunner().invoke(app, command[1:], env=env)
-    assert result.exit_code == 0, result.output
-    (call,) = calls
-    return call
+# `helm test postgres` (templates/tests/test-connection.yaml): its command, run through the CLI.
+# The pod, its NetworkPolicy rule and its `tests` values: test_helm_test_pods.py.
 
 
 def test_helm_test_logs_in_to_every_database_through_the_service(
@@ -318,14 +294,8 @@ def test_helm_test_logs_in_to_every_database_through_the_service(
 ) -> None:
     objects = render_chart("postgres")
     (pod,) = helm_test_pods(objects)
-    assert pod["metadata"]["name"] == "postgres-test"
-    assert pod["metadata"]["annotations"] == {
-        "helm.sh/hook": "test",
-        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
-    }
-    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
     service = one(objects, "Service", "postgres")
-    host, port, logins = check_call(pod, monkeypatch)
+    host, port, logins = helm_test_check_call(pod, "postgres_logins", monkeypatch)
     assert (host, port) == (service["metadata"]["name"], service["spec"]["ports"][0]["port"])
     # Each database of the chart's list, as the user the server made it for (same Secret keys).
     server = env_of(pod_spec(one(objects, "StatefulSet"))["containers"][0])
@@ -350,99 +320,12 @@ def test_helm_test_follows_databases_release_service_and_secret(
     }
     (pod,) = helm_test_pods(render_chart("postgres", values, release="db"))
     assert pod["metadata"]["name"] == "db-postgres-test"
-    host, port, logins = check_call(pod, monkeypatch)
+    host, port, logins = helm_test_check_call(pod, "postgres_logins", monkeypatch)
     assert (host, port) == ("db-postgres", 15432)
     assert [login.database for login in logins] == values["databases"]
     assert ("my-pg/reporting-username", "my-pg/reporting-password") in {
         (login.user, login.password) for login in logins
     }
-
-
-def test_helm_test_pod_is_hardened_and_placed_like_the_server() -> None:
-    placement = {
-        "imagePullSecrets": [{"name": "regcred"}],
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-    }
-    (pod,) = helm_test_pods(render_chart("postgres", placement))
-    spec = pod["spec"]
-    assert {key: spec[key] for key in placement} == placement
-    assert spec["restartPolicy"] == "Never"
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["enableServiceLinks"] is False
-    assert spec["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "runAsGroup": 10001,
-        "fsGroup": 10001,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    (container,) = spec["containers"]
-    assert container["image"] == "mlops/platform:0.1.0"
-    assert container["securityContext"] == {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    assert env_of(container)["HOME"] == {"name": "HOME", "value": "/tmp"}
-    (tmp,) = container["volumeMounts"]
-    assert tmp["mountPath"] == "/tmp"
-    assert {"name": tmp["name"], "emptyDir": {}} in spec["volumes"]
-    # Passwords only through Secret references, never on the command line.
-    assert all("value" not in item for name, item in env_of(container).items() if name != "HOME")
-    assert "ports" not in container, "the Service (same selector labels) must find no port here"
-
-
-def test_network_policy_admits_the_helm_test_pod_on_the_server_port() -> None:
-    objects = render_chart("postgres")
-    (pod,) = helm_test_pods(objects)
-    policy = one(objects, "NetworkPolicy", "postgres")
-    server = pod_spec(one(objects, "StatefulSet"))["containers"][0]
-    target = one(objects, "Service", "postgres")["spec"]["ports"][0]["targetPort"]
-    (pod_port,) = [p["containerPort"] for p in server["ports"] if p["name"] == target]
-    assert helm_test_rules(policy) == [helm_test_rule("postgres", [pod_port])]
-    (rule,) = helm_test_rules(policy)
-    assert (
-        rule["from"][0]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    )
-    assert [peer for r in client_rules(policy) for peer in r["from"]] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-        for name in ["airflow", "mlflow", "fastapi", "streamlit"]
-    ]
-    # No client at all: the test pod is the only peer. In the umbrella (one release name for
-    # every chart), only postgres' own test pod.
-    alone = one(
-        render_chart("postgres", {"networkPolicy": {"allowedClients": []}}), "NetworkPolicy"
-    )
-    assert alone["spec"]["ingress"] == [helm_test_rule("postgres", [pod_port])]
-    umbrella = one(render_chart("postgres", release="mlops"), "NetworkPolicy")
-    assert helm_test_rules(umbrella) == [helm_test_rule("postgres", [pod_port], "mlops")]
-
-
-def test_helm_test_can_be_turned_off() -> None:
-    off = {"tests": {"enabled": False}}
-    objects = render_chart("postgres", off)
-    assert helm_test_pods(objects) == []
-    policy = one(objects, "NetworkPolicy", "postgres")
-    assert helm_test_rules(policy) == []
-    assert policy["spec"]["ingress"] == client_rules(policy)
-    alone = render_chart("postgres", {**off, "networkPolicy": {"allowedClients": []}})
-    assert one(alone, "NetworkPolicy")["spec"]["ingress"] == []
-
-
-@pytest.mark.parametrize(
-    ("tests", "error"),
-    [
-        ({"image": {"tag": 1}}, r"/tests/image/tag.*got number, want string"),
-        ({"image": {"tag": "latest"}}, r"/tests/image/tag"),
-        ({"enabled": "yes"}, r"/tests/enabled.*got string, want boolean"),
-        ({"colour": "blue"}, r"/tests.*additional properties 'colour' not allowed"),
-    ],
-)
-def test_schema_rejects_bad_test_values(tests: dict[str, Any], error: str) -> None:
-    with pytest.raises(HelmError, match=error):
-        render_chart("postgres", {"tests": tests})
 
 
 @pytest.mark.integration
@@ -485,11 +368,4 @@ def test_helm_test_passes_on_databases_the_init_script_made(
         result = CliRunner().invoke(app, [*container["command"][1:], *args], env=crossed)
         assert result.exit_code == 1, result.output
     finally:
-        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-            for name in names:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
-                conn.execute(
-                    sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"{name}_owner"))
-                )
+        drop(postgres, names, [f"{name}_owner" for name in names])

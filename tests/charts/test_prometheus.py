@@ -9,19 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from mlops_platform import checks
-from mlops_platform.cli import app
 from mlops_platform.local.postgres import free_ports
 from tests.charts.conftest import (
-    HelmError,
     by_kind,
-    client_rules,
-    env_of,
+    helm_test_check_call,
     helm_test_pods,
-    helm_test_rule,
-    helm_test_rules,
     one,
     pod_spec,
     render_chart,
@@ -133,26 +127,8 @@ def test_probes_and_port() -> None:
     assert container["ports"][0]["containerPort"] == 9090
 
 
-# `helm test prometheus` (templates/tests/test-connection.yaml).
-
-
-def check_call(pod: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
-    """Run the test pod's command through the real CLI with the check itself replaced: what it
-    would be called with (each Secret value stands in as "<secret>/<key>"), so a renamed option
-    or environment variable fails here, not in the cluster."""
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(checks, "prometheus", lambda *args: calls.append(args) or "ok")
-    (container,) = pod["spec"]["containers"]
-    command = [*container["command"], *container["args"]]
-    assert command[:3] == ["mlops", "check", "prometheus"]
-    env = {
-        name: item.get("value") or "{name}/{key}".format(**item["valueFrom"]["secretKeyRef"])
-        for name, item in env_of(container).items()
-    }
-    result = CliRunner().invoke(app, command[1:], env=env)
-    assert result.exit_code == 0, result.output
-    (call,) = calls
-    return call
+# `helm test prometheus` (templates/tests/test-connection.yaml): its command, run through the CLI.
+# The pod, its NetworkPolicy rule and its `tests` values: test_helm_test_pods.py.
 
 
 def scraped_job(objects: list[dict[str, Any]], service: str) -> str:
@@ -177,18 +153,10 @@ def test_helm_test_asks_for_the_fastapi_scrape_job_through_the_service(
 ) -> None:
     objects = render_chart("prometheus")
     (pod,) = helm_test_pods(objects)
-    assert pod["metadata"]["name"] == "prometheus-test"
-    assert pod["metadata"]["annotations"] == {
-        "helm.sh/hook": "test",
-        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
-    }
-    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
     service = one(objects, "Service", "prometheus")
-    url, job = check_call(pod, monkeypatch)
+    url, job = helm_test_check_call(pod, "prometheus", monkeypatch)
     assert url == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     assert job == scraped_job(objects, "fastapi") == "fastapi"
-    (container,) = pod["spec"]["containers"]
-    assert [name for name in env_of(container)] == ["HOME"], "Prometheus asks for no login"
 
 
 @pytest.mark.parametrize("discovery", ["kubernetes", "static"])
@@ -202,92 +170,11 @@ def test_helm_test_follows_release_service_and_job_name(
     objects = render_chart("prometheus", values, release="metrics")
     (pod,) = helm_test_pods(objects)
     assert pod["metadata"]["name"] == "metrics-prometheus-test"
-    assert check_call(pod, monkeypatch) == ("http://metrics-prometheus:19090", "inference")
-    assert scraped_job(objects, "api") == "inference"
-
-
-def test_helm_test_pod_is_hardened_and_placed_like_the_server() -> None:
-    placement = {
-        "imagePullSecrets": [{"name": "regcred"}],
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-    }
-    (pod,) = helm_test_pods(render_chart("prometheus", placement))
-    spec = pod["spec"]
-    assert {key: spec[key] for key in placement} == placement
-    assert spec["restartPolicy"] == "Never"
-    assert spec["automountServiceAccountToken"] is False
-    assert spec["enableServiceLinks"] is False
-    assert spec["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "runAsGroup": 10001,
-        "fsGroup": 10001,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    (container,) = spec["containers"]
-    assert container["image"] == "mlops/platform:0.1.0"
-    assert container["securityContext"] == {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    assert env_of(container)["HOME"] == {"name": "HOME", "value": "/tmp"}
-    (tmp,) = container["volumeMounts"]
-    assert tmp["mountPath"] == "/tmp"
-    assert {"name": tmp["name"], "emptyDir": {}} in spec["volumes"]
-    # No literal value but HOME (it reads no Secret).
-    assert all("value" not in item for name, item in env_of(container).items() if name != "HOME")
-    assert "ports" not in container, "the Service (same selector labels) must find no port here"
-
-
-def test_network_policy_admits_the_helm_test_pod_on_the_server_port() -> None:
-    objects = render_chart("prometheus")
-    (pod,) = helm_test_pods(objects)
-    policy = one(objects, "NetworkPolicy", "prometheus")
-    server = pod_spec(one(objects, "Deployment"))["containers"][0]
-    target = one(objects, "Service", "prometheus")["spec"]["ports"][0]["targetPort"]
-    (pod_port,) = [p["containerPort"] for p in server["ports"] if p["name"] == target]
-    assert helm_test_rules(policy) == [helm_test_rule("prometheus", [pod_port])]
-    peer = helm_test_rules(policy)[0]["from"][0]["podSelector"]["matchLabels"]
-    assert peer.items() <= pod["metadata"]["labels"].items()
-    assert [peer for r in client_rules(policy) for peer in r["from"]] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}}
-    ]
-    # No client at all: the test pod is the only peer.
-    alone = one(
-        render_chart("prometheus", {"networkPolicy": {"allowedClients": []}}), "NetworkPolicy"
+    assert helm_test_check_call(pod, "prometheus", monkeypatch) == (
+        "http://metrics-prometheus:19090",
+        "inference",
     )
-    assert alone["spec"]["ingress"] == [helm_test_rule("prometheus", [pod_port])]
-    # The umbrella gives every chart one release name: still only prometheus's own test pod.
-    umbrella = one(render_chart("prometheus", release="mlops"), "NetworkPolicy")
-    assert helm_test_rules(umbrella) == [helm_test_rule("prometheus", [pod_port], "mlops")]
-
-
-def test_helm_test_can_be_turned_off() -> None:
-    off = {"tests": {"enabled": False}}
-    objects = render_chart("prometheus", off)
-    assert helm_test_pods(objects) == []
-    policy = one(objects, "NetworkPolicy", "prometheus")
-    assert helm_test_rules(policy) == []
-    assert policy["spec"]["ingress"] == client_rules(policy)
-    alone = render_chart("prometheus", {**off, "networkPolicy": {"allowedClients": []}})
-    assert one(alone, "NetworkPolicy")["spec"]["ingress"] == []
-
-
-@pytest.mark.parametrize(
-    ("tests", "error"),
-    [
-        ({"image": {"tag": 1}}, r"/tests/image/tag.*got number, want string"),
-        ({"image": {"tag": "latest"}}, r"/tests/image/tag"),
-        ({"enabled": "yes"}, r"/tests/enabled.*got string, want boolean"),
-        ({"colour": "blue"}, r"/tests.*additional properties 'colour' not allowed"),
-    ],
-)
-def test_schema_rejects_bad_test_values(tests: dict[str, Any], error: str) -> None:
-    with pytest.raises(HelmError, match=error):
-        render_chart("prometheus", {"tests": tests})
+    assert scraped_job(objects, "api") == "inference"
 
 
 def test_helm_test_check_against_a_real_prometheus(tmp_path: Path) -> None:
