@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         gt=0.5,
         lt=1,
         description="A candidate's MAE gain must stay above zero at this confidence in a paired "
-        "bootstrap over the test rows (a first model's: over the location-median baseline).",
+        "bootstrap over the test rows (a first model's, over the naive baseline, is reported).",
     )
     r2_tolerance: float = Field(
         default=0.01, ge=0, description="Guardrail: candidate R² may trail production by this."

@@ -53,24 +53,15 @@ def test_a_promotion_is_refused_for_lack_of_evidence() -> None:
     assert "paired gain" in won.reason
 
 
-def test_a_first_model_must_beat_each_baseline() -> None:
-    clear = paired_gain(TRUTH, noisy(0.10, 1), noisy(0.30, 2), confidence=0.95).to_dict()
+def test_a_first_model_says_how_it_compares_with_the_naive_baseline() -> None:
+    """Measured and said in the reason; not yet required (a first batch's model can trail it)."""
     tie = paired_gain(TRUTH, noisy(0.20, 3), noisy(0.20, 4), confidence=0.95).to_dict()
-    refused = judge(
-        GOOD,
-        None,
-        margin=0.01,
-        r2_tolerance=0.01,
-        evidence={"location-median baseline": clear, "GLM": tie},
+    verdict = judge(
+        GOOD, None, margin=0.01, r2_tolerance=0.01, evidence={"location-median baseline": tie}
     )
-    assert not refused.promote
-    assert "does not beat the GLM beyond noise" in refused.reason
-    assert "nothing goes to production" in refused.reason
-    promoted = judge(
-        GOOD, None, margin=0.01, r2_tolerance=0.01, evidence={"location-median baseline": clear}
-    )
-    assert promoted.promote
-    assert promoted.reason.startswith("promoted: no model in production yet")
+    assert verdict.promote
+    assert verdict.reason.startswith("promoted: no model in production yet")
+    assert "vs the location-median baseline:" in verdict.reason
 
 
 def test_location_median_falls_back_from_zip_to_city_to_state_to_everywhere() -> None:

@@ -309,12 +309,7 @@ def promote(
             else:
                 evaluation = _against_current_production(settings, decision, candidate, evaluation)
                 promotion = _judge_and_move(settings, candidate, evaluation)
-            values = _history_values(decision, candidate, evaluation, promotion, None)
-            conn.execute(
-                pg_insert(model_history)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["data_version"])
-            )
+            _insert_history(conn, _history_values(decision, candidate, evaluation, promotion, None))
     finally:
         clean.dispose()
     log.info("%s, version %s: %s", label, candidate["version"], promotion["reason"])
@@ -432,6 +427,15 @@ def _history_values(
     }
 
 
+def _insert_history(conn: Connection, values: dict[str, Any]) -> None:
+    """The data version's one row (a second insert for it changes nothing)."""
+    conn.execute(
+        pg_insert(model_history)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["data_version"])
+    )
+
+
 def record(
     settings: Settings,
     decision: dict[str, Any],
@@ -457,11 +461,8 @@ def record(
                 if newer is not None:
                     reason = _superseded_reason(label, newer)
                     promotion = {"promoted": False, "reason": reason, "superseded_by": newer}
-                values = _history_values(decision, candidate, evaluation, promotion, explanation)
-                conn.execute(
-                    pg_insert(model_history)
-                    .values(**values)
-                    .on_conflict_do_nothing(index_elements=["data_version"])
+                _insert_history(
+                    conn, _history_values(decision, candidate, evaluation, promotion, explanation)
                 )
             elif explanation and stored["shap_uri"] is None:
                 conn.execute(
