@@ -166,9 +166,5 @@ def choose(candidates: list[Candidate]) -> Candidate:
 
 def refit(candidate: Candidate, train: pd.DataFrame, *, seed: int, half_life: float) -> Any:
     """The chosen family refitted on the whole train split (validation rows included)."""
-    return fit_family(candidate.family, train, seed=seed, half_life=half_life)
-
-
-def fit_family(family: str, train: pd.DataFrame, *, seed: int, half_life: float) -> Any:
-    """One family fitted on the whole train split, as ``refit`` does (a baseline to compare)."""
-    return _fit(family, train, recency_weights(train["batch_id"], half_life), seed)
+    weights = recency_weights(train["batch_id"], half_life)
+    return _fit(candidate.family, train, weights, seed)
