@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -342,11 +343,27 @@ class Listing(ListingFeatures):
     price: Price
 
 
-def validation_reasons(error: Any) -> list[tuple[str, str]]:
-    """``(rule, reason)`` per failed rule of a pydantic ValidationError, in field order.
+# Which fields a listing cannot do without, read from the model itself (a field with no default is
+# required): cleaning rejects a row whose required field fails, and repairs (nulls) an optional
+# one, so a row is never lost for a value the listing may lack anyway.
+REQUIRED_FIELDS: tuple[str, ...] = tuple(
+    name for name in FIELDS if Listing.model_fields[name].is_required()
+)
+OPTIONAL_FIELDS: tuple[str, ...] = tuple(name for name in FIELDS if name not in REQUIRED_FIELDS)
 
-    ``rule`` is a stable code (``field:kind``) for grouping counts; ``reason`` is a sentence.
-    """
+
+@dataclass(frozen=True)
+class FieldFailure:
+    """One failed rule: the field it concerns (``record`` for the row as a whole), its stable
+    ``field:kind`` code, and the sentence that says what was wrong."""
+
+    field: str
+    rule: str
+    reason: str
+
+
+def field_failures(error: Any) -> list[FieldFailure]:
+    """Every failed rule of a pydantic ValidationError, in field order (unknown fields last)."""
     out = []
     for item in error.errors(include_url=False):
         field = ".".join(str(p) for p in item["loc"]) or "record"
@@ -355,10 +372,19 @@ def validation_reasons(error: Any) -> list[tuple[str, str]]:
             cause = item.get("ctx", {}).get("error")
             kind = "missing" if isinstance(cause, MissingValue) else "invalid"
         message = item["msg"].removeprefix("Value error, ")
-        out.append((f"{field}:{kind}", f"{field}: {message} (got {item.get('input')!r})"))
+        reason = f"{field}: {message} (got {item.get('input')!r})"
+        out.append(FieldFailure(field, f"{field}:{kind}", reason))
     order = {name: i for i, name in enumerate(FIELDS)}
-    out.sort(key=lambda pair: order.get(pair[0].split(":")[0], len(order)))
+    out.sort(key=lambda failure: order.get(failure.field, len(order)))
     return out
+
+
+def validation_reasons(error: Any) -> list[tuple[str, str]]:
+    """``(rule, reason)`` per failed rule of a pydantic ValidationError, in field order.
+
+    ``rule`` is a stable code (``field:kind``) for grouping counts; ``reason`` is a sentence.
+    """
+    return [(failure.rule, failure.reason) for failure in field_failures(error)]
 
 
 # A valid listing as a client sends it: the API's documented example, its warm-up row when a model

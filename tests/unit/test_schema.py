@@ -13,9 +13,12 @@ from pydantic import ValidationError
 from mlops_platform.schema import (
     FEATURES,
     FIELDS,
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
     STATE_CODES,
     Listing,
     ListingFeatures,
+    field_failures,
     validation_reasons,
 )
 
@@ -162,3 +165,29 @@ def test_dates_that_are_not_one_of_those_forms_stay_invalid(written: str) -> Non
     ((rule, reason),) = _reasons(prev_sold_date=written)
     assert rule == "prev_sold_date:invalid"
     assert "M/D/YYYY" in reason, "the sentence says which forms are read"
+
+
+def test_required_fields_are_those_without_a_default() -> None:
+    assert REQUIRED_FIELDS == ("status", "price", "city", "state", "zip_code")
+    assert OPTIONAL_FIELDS == (
+        "brokered_by",
+        "bed",
+        "bath",
+        "acre_lot",
+        "street",
+        "house_size",
+        "prev_sold_date",
+    )
+    for name in OPTIONAL_FIELDS:  # each may be left out of a valid listing
+        Listing.model_validate({k: v for k, v in GOOD.items() if k != name}, context=AS_OF)
+
+
+def test_field_failures_name_the_field_of_each_rule() -> None:
+    with pytest.raises(ValidationError) as error:
+        Listing.model_validate({**GOOD, "bed": "three", "zip_code": "x"}, context=AS_OF)
+    failures = field_failures(error.value)
+    assert [(f.field, f.rule) for f in failures] == [
+        ("bed", "bed:invalid"),
+        ("zip_code", "zip_code:invalid"),
+    ]
+    assert [(f.rule, f.reason) for f in failures] == validation_reasons(error.value)
