@@ -76,6 +76,13 @@ cleaned_batches = Table(
     Column("cleaned", Integer, nullable=False),
     Column("rejected", Integer, nullable=False),
     Column("cleaned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "repaired",
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="rows kept with optional fields set to null (see repairs)",
+    ),
 )
 
 clean_listings = Table(
@@ -110,6 +117,20 @@ rejected = Table(
     Column("rule", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("rejected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# An optional field of a kept row that failed its rule and was set to null: one row per field,
+# with the text RAW received. Rows of a batch are written with its listings (clean_0004).
+repairs = Table(
+    "repairs",
+    clean_metadata,
+    Column("batch_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("row_number", Integer, primary_key=True, autoincrement=False),
+    Column("field", Text, primary_key=True),
+    Column("rule", Text, nullable=False),
+    Column("original", Text, nullable=False, comment="the value as received in RAW"),
+    Column("reason", Text, nullable=False),
+    Column("repaired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 model_history = Table(
