@@ -85,10 +85,14 @@ def data_pipeline() -> None:
                 CLEAN_DATA, extra={"batches": result["batches"], "cleaned": result["cleaned"]}
             )
         log.info(
-            "cleaned %d new rows from RAW batches %s, %d rejected; clean_data %s",
+            "cleaned %d new rows from RAW batches %s (%d repaired %s), %d rejected %s; "
+            "clean_data %s",
             result["cleaned"],
             result["batches"],
+            result["repaired"],
+            result["repaired_by_rule"] or "",
             result["rejected"],
+            result["rejected_by_rule"] or "",
             "updated" if result["cleaned"] > 0 else "unchanged",
         )
         return result

@@ -90,6 +90,9 @@ def _print_data_run(outcome: dict) -> None:
     table.add_column("rows", justify="right")
     table.add_row("read from RAW", str(cleaned["rows_read"]))
     table.add_row("cleaned", str(cleaned["cleaned"]))
+    table.add_row("  of which repaired", str(cleaned["repaired"]))
+    for rule, count in cleaned["repaired_by_rule"].items():
+        table.add_row(f"  repaired (set to null): {rule}", str(count))
     table.add_row("rejected", str(cleaned["rejected"]))
     for rule, count in cleaned["rejected_by_rule"].items():
         table.add_row(f"  rejected: {rule}", str(count))

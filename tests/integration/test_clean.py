@@ -1,19 +1,26 @@
-"""Cleaning on real PostgreSQL: every RAW row lands once, with reasons, incrementally."""
+"""Cleaning on real PostgreSQL: every RAW row lands once, with reasons, incrementally; failed
+optional fields are repaired (nulled, recorded) in the same transaction as the rows."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import date
 
-from sqlalchemy import select, text
+import pytest
+from alembic import command
+from psycopg.errors import UniqueViolation
+from sqlalchemy import inspect, select, text
 
 from mlops_platform.datasource.client import Batch
 from mlops_platform.datasource.simulator import (
     DIRTY_KINDS,
     DUPLICATE,
     SimulatorConfig,
+    dirty_fields,
+    dirty_outcome,
     generate_labelled_batch,
 )
+from mlops_platform.local.postgres import LocalPostgres
 from mlops_platform.pipelines.clean import (
     IDENTITY_FIELDS,
     RawRow,
@@ -25,28 +32,33 @@ from mlops_platform.pipelines.clean import (
 )
 from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.schema import FIELDS, Listing
-from mlops_platform.storage.tables import clean_listings, raw_listings, rejected
+from mlops_platform.storage.engine import make_engine
+from mlops_platform.storage.migrate import alembic_config, upgrade, upgrade_engine
+from mlops_platform.storage.tables import (
+    clean_listings,
+    cleaned_batches,
+    raw_listings,
+    rejected,
+    repairs,
+)
 from tests.conftest import Stores
 from tests.support import received
 
 # A high dirty rate so every kind shows up in a small batch.
 CONFIG = SimulatorConfig(batches=6, batch_size=600, seed=21, dirty_rate=0.3)
-KIND_FIELDS = {
-    "negative_price": {"price"},
-    "absurd_price": {"price"},
-    "missing_price": {"price"},
-    "absurd_bed": {"bed"},
-    "negative_bath": {"bath"},
-    "negative_house_size": {"house_size"},
-    "absurd_house_size": {"house_size"},
-    "negative_acre_lot": {"acre_lot"},
-    "bad_zip": {"zip_code"},
-    "unknown_state": {"state"},
-    "future_sold_date": {"prev_sold_date"},
-    "bad_date": {"prev_sold_date"},
-    "bad_status": {"status"},
-    "missing_city": {"city"},
-    "not_a_number": {"price", "bed", "bath", "house_size", "acre_lot"},
+GOOD = {
+    "brokered_by": "103378",
+    "status": "for_sale",
+    "price": "325000",
+    "bed": "3",
+    "bath": "2",
+    "acre_lot": "0.25",
+    "street": "1698080",
+    "city": "Austin",
+    "state": "TX",
+    "zip_code": "78701",
+    "house_size": "1850",
+    "prev_sold_date": "2019-06-14",
 }
 
 
@@ -61,6 +73,40 @@ def _ingest(stores: Stores, *numbers: int) -> dict[int, tuple[int, list[str | No
         batch, labels = _labelled(number)
         out[number] = (store_batch(stores.raw, batch).batch_id, labels)
     return out
+
+
+def _ingest_records(stores: Stores, records: list[dict]) -> int:
+    """Hand-written records as one RAW batch (as the client would receive them)."""
+    return store_batch(stores.raw, received(records, 1)).batch_id
+
+
+def _repairs(stores: Stores, batch_id: int) -> dict[int, list[tuple[str, str, str, str]]]:
+    """row_number → [(field, rule, original, reason)] in field order."""
+    order = {name: i for i, name in enumerate(FIELDS)}
+    with stores.clean.connect() as conn:
+        columns = [
+            repairs.c[name] for name in ("row_number", "field", "rule", "original", "reason")
+        ]
+        rows = conn.execute(select(*columns).where(repairs.c.batch_id == batch_id)).all()
+    out: dict[int, list[tuple[str, str, str, str]]] = {}
+    for number, *repair in sorted(rows, key=lambda r: (r[0], order[r[1]])):
+        out.setdefault(number, []).append(tuple(repair))
+    return out
+
+
+def _tables(stores: Stores) -> dict[str, list[tuple]]:
+    """Every CLEAN row of the cleaning tables, without timestamps: equal means unchanged."""
+    names = {
+        "listings": "batch_id, row_number, row_key, split",
+        "rejected": "batch_id, row_number, rule, reason",
+        "repairs": "batch_id, row_number, field, rule, original, reason",
+        "cleaned_batches": "batch_id, rows_read, cleaned, rejected, repaired",
+    }
+    with stores.clean.connect() as conn:
+        return {
+            name: conn.execute(text(f"SELECT {cols} FROM clean_data.{name} ORDER BY 1, 2")).all()
+            for name, cols in names.items()
+        }
 
 
 def _clean(stores: Stores):
@@ -86,14 +132,30 @@ def _outcomes(stores: Stores, batch_id: int) -> dict[int, tuple[str, str]]:
     return outcomes
 
 
-def test_each_dirty_kind_is_kept_in_raw_and_rejected_with_its_reason(stores: Stores) -> None:
+def _raw_text(stores: Stores, batch_id: int) -> dict[int, dict[str, str | None]]:
+    with stores.raw.connect() as conn:
+        rows = conn.execute(
+            select(raw_listings.c.row_number, *(raw_listings.c[f] for f in FIELDS)).where(
+                raw_listings.c.batch_id == batch_id
+            )
+        ).all()
+    return {number: dict(zip(FIELDS, values, strict=True)) for number, *values in rows}
+
+
+def test_each_dirty_kind_is_kept_in_raw_and_rejected_or_repaired(stores: Stores) -> None:
+    """A dirty row whose corrupted field is required is rejected for that field; one whose
+    corrupted field is optional is clean, with that field repaired from RAW's very text."""
     ((batch_id, labels),) = _ingest(stores, 1).values()
+    corrupted = dirty_fields(CONFIG, 1, "Wednesday", 1)
     result = _clean(stores)
     outcomes = _outcomes(stores, batch_id)
+    repaired = _repairs(stores, batch_id)
+    raw_text = _raw_text(stores, batch_id)
     assert sorted(outcomes) == list(range(len(labels)))  # every RAW row landed exactly once
     assert result.rows_read == len(labels) == result.cleaned + result.rejected
+    assert result.repaired == len(repaired) > 0
     seen = Counter()
-    for number, label in enumerate(labels):
+    for number, (label, field) in enumerate(zip(labels, corrupted, strict=True)):
         rule, reason = outcomes[number]
         if label is None and rule == "duplicate":  # its copy came first and was kept
             original = int(reason.rsplit("row ", 1)[1])
@@ -102,14 +164,22 @@ def test_each_dirty_kind_is_kept_in_raw_and_rejected_with_its_reason(stores: Sto
             assert rule == "clean", f"valid row {number} rejected: {reason}"
         elif label == DUPLICATE:  # the copy may come before its original: one of them is kept
             assert rule in {"clean", "duplicate"}
+        elif dirty_outcome(field) == "repaired":
+            assert rule == "clean", f"{label} on {field} rejected: {reason}"
+            ((repaired_field, repair_rule, original, why),) = repaired[number]
+            assert (repaired_field, repair_rule.split(":")[0]) == (field, field)
+            assert original == raw_text[number][field]
+            assert why.startswith(f"{field}: ")
         else:
-            field = rule.split(":")[0]
-            assert field in KIND_FIELDS[label], f"{label} rejected for {rule}: {reason}"
+            assert rule.split(":")[0] == field, f"{label} rejected for {rule}: {reason}"
             assert reason.startswith(f"{field}: ")
-        seen[label] += 1
-    assert set(DIRTY_KINDS) <= set(seen), f"kinds missing from the sample: {seen}"
+        seen[label, dirty_outcome(field) if field else None] += 1
+    assert set(repaired) <= {n for n, (rule, _) in outcomes.items() if rule == "clean"}
+    assert set(DIRTY_KINDS) <= {label for label, _ in seen}, f"kinds missing: {seen}"
+    assert seen["not_a_number", "repaired"], seen
+    assert seen["not_a_number", "rejected"], seen
     duplicates = [n for n, (rule, _) in outcomes.items() if rule == "duplicate"]
-    assert len(duplicates) == seen[DUPLICATE] > 0
+    assert len(duplicates) == seen[DUPLICATE, None] > 0
     assert all("exact duplicate of the listing in batch" in outcomes[n][1] for n in duplicates)
     with stores.raw.connect() as conn:  # RAW still holds every dirty row unchanged
         assert conn.execute(
@@ -143,6 +213,8 @@ def test_clean_twice_changes_nothing(stores: Stores) -> None:
         "cleaned": 0,
         "rejected": 0,
         "rejected_by_rule": {},
+        "repaired": 0,
+        "repaired_by_rule": {},
     }
 
 
@@ -235,3 +307,104 @@ def test_a_relisted_house_stays_on_one_side_of_the_split() -> None:
         assert len({row.split for row in accepted}) == 1, f"house {street} in train and test"
         splits.add(accepted[0].split)
     assert splits == {"train", "test"}
+
+
+def test_repaired_rows_land_in_listings_with_their_repairs(stores: Stores) -> None:
+    records = [
+        GOOD,
+        {**GOOD, "street": "2", "bed": "three", "prev_sold_date": "2019-13-45"},
+        {**GOOD, "street": "3", "bath": "-3"},
+        {**GOOD, "street": "4", "prev_sold_date": "6/14/2019"},  # read, not repaired
+        {**GOOD, "street": "5", "price": "cheap", "bed": "three"},  # price is required
+        {**GOOD, "street": "3", "bath": None},  # row 2 once repaired: a duplicate
+    ]
+    batch_id = _ingest_records(stores, records)
+    result = _clean(stores)
+    assert (result.cleaned, result.rejected, result.repaired) == (4, 2, 2)
+    assert result.repaired_by_rule == {
+        "bath:greater_than_equal": 1,
+        "bed:invalid": 1,
+        "prev_sold_date:invalid": 1,
+    }
+    assert result.rejected_by_rule == {"duplicate": 1, "price:invalid": 1}
+    outcomes = _outcomes(stores, batch_id)
+    assert [outcomes[n][0] for n in range(4)] == ["clean"] * 4
+    assert outcomes[4][0] == "price:invalid"
+    assert outcomes[5] == (
+        "duplicate",
+        f"exact duplicate of the listing in batch {batch_id}, row 2",
+    )
+    repaired = {n: [r[:3] for r in rows] for n, rows in _repairs(stores, batch_id).items()}
+    assert repaired == {
+        1: [
+            ("bed", "bed:invalid", "three"),
+            ("prev_sold_date", "prev_sold_date:invalid", "2019-13-45"),
+        ],
+        2: [("bath", "bath:greater_than_equal", "-3")],
+    }
+    columns = [clean_listings.c[name] for name in ("row_number", "bed", "bath", "prev_sold_date")]
+    with stores.clean.connect() as conn:
+        kept = conn.execute(select(*columns).order_by(clean_listings.c.row_number)).all()
+        marker = conn.execute(select(cleaned_batches.c.repaired)).scalar_one()
+    sold = date(2019, 6, 14)
+    assert kept == [(0, 3, 2, sold), (1, None, 2, None), (2, 3, None, sold), (3, 3, 2, sold)]
+    assert marker == 2
+    before = _tables(stores)
+    assert _clean(stores).batches == []  # cleaning again finds nothing, changes nothing
+    assert _tables(stores) == before
+
+
+def test_repairs_are_in_the_batch_transaction(stores: Stores) -> None:
+    """A batch whose repairs cannot be written leaves nothing behind: no rows, no marker."""
+    batch_id = _ingest_records(stores, [GOOD, {**GOOD, "street": "2", "bed": "three"}])
+    with stores.clean.begin() as conn:  # a stray repair the batch's own will collide with
+        conn.execute(
+            repairs.insert().values(
+                batch_id=batch_id, row_number=1, field="bed", rule="x", original="x", reason="x"
+            )
+        )
+    with pytest.raises(UniqueViolation, match="repairs_pkey"):
+        _clean(stores)
+    tables = _tables(stores)
+    assert tables["repairs"] == [(batch_id, 1, "bed", "x", "x", "x")]
+    assert tables["listings"] == tables["rejected"] == tables["cleaned_batches"] == []
+
+
+def test_the_repairs_migration_applies_on_a_store_at_clean_0003(postgres: LocalPostgres) -> None:
+    """A store cleaned before repairs existed: its batches say 0 repaired, and it goes back."""
+    postgres.ensure_database("clean_at_0003")
+    url = postgres.url("clean_at_0003")
+    try:
+        upgrade(url, "clean", "clean_0003")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO clean_data.cleaned_batches (batch_id, rows_read, cleaned, "
+                    "rejected) VALUES (1, 10, 9, 1)"
+                )
+            )
+        upgrade_engine(engine, "clean")
+        with engine.connect() as conn:
+            assert conn.execute(select(cleaned_batches)).mappings().one()["repaired"] == 0
+            assert conn.execute(
+                text("SELECT version_num FROM clean_data.alembic_version")
+            ).all() == [("clean_0004",)]
+        assert {c["name"] for c in inspect(engine).get_columns("repairs", "clean_data")} == {
+            c.name for c in repairs.columns
+        }
+        assert inspect(engine).get_pk_constraint("repairs", "clean_data")[
+            "constrained_columns"
+        ] == [
+            "batch_id",
+            "row_number",
+            "field",
+        ]
+        config = alembic_config("clean")
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "clean_0003")
+        assert not inspect(engine).has_table("repairs", "clean_data")
+        engine.dispose()
+    finally:
+        postgres.drop_database("clean_at_0003")

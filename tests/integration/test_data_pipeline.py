@@ -48,6 +48,7 @@ def test_cli_prints_what_happened(stores: Stores, monkeypatch) -> None:
         assert first.exit_code == 0, first.output
         assert "Batch 1 (group 1/Wednesday): 400 rows received" in first.output
         assert "cleaned" in first.output
+        assert "of which repaired" in first.output
         assert "rejected" in first.output
         for _ in range(2):
             runner.invoke(app, ["pipeline", "run", "data"])

@@ -13,37 +13,24 @@ import pytest
 from pydantic import ValidationError
 
 from mlops_platform.datasource.simulator import (
+    DIRTY_FIELDS,
     DIRTY_KINDS,
     DUPLICATE,
     BatchSource,
     CsvSource,
     SimulatorConfig,
     SyntheticSource,
+    dirty_fields,
+    dirty_outcome,
     generate_batch,
     generate_labelled_batch,
     source_from_settings,
 )
-from mlops_platform.schema import FIELDS, STATE_CODES, Listing
+from mlops_platform.schema import FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS, STATE_CODES, Listing
 from mlops_platform.settings import load_settings
 
 AS_OF = {"as_of": date.today()}
-# The field each dirty kind breaks (not_a_number picks one of several numeric fields).
-DIRTY_FIELD = {
-    "negative_price": "price",
-    "absurd_price": "price",
-    "missing_price": "price",
-    "absurd_bed": "bed",
-    "negative_bath": "bath",
-    "negative_house_size": "house_size",
-    "absurd_house_size": "house_size",
-    "negative_acre_lot": "acre_lot",
-    "bad_zip": "zip_code",
-    "unknown_state": "state",
-    "future_sold_date": "prev_sold_date",
-    "bad_date": "prev_sold_date",
-    "bad_status": "status",
-    "missing_city": "city",
-}
+MESSY = (SimulatorConfig(batch_size=3000, dirty_rate=0.2, seed=7), 3, "Friday", 2)
 
 
 def _dump(records: list[dict]) -> str:
@@ -75,8 +62,7 @@ def _psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
 @pytest.fixture(scope="module")
 def messy() -> tuple[list[dict], list[str | None]]:
     """A batch with many dirty rows, so every kind shows up."""
-    config = SimulatorConfig(batch_size=3000, dirty_rate=0.2, seed=7)
-    return generate_labelled_batch(config, 3, "Friday", 2)
+    return generate_labelled_batch(*MESSY)
 
 
 def test_same_arguments_give_identical_records_including_nan_positions() -> None:
@@ -107,20 +93,37 @@ def test_batches_have_the_configured_size(size: int) -> None:
         assert len(records) == len(labels) == size
 
 
-def test_every_dirty_kind_is_rejected_for_its_field(messy) -> None:
+def test_every_dirty_kind_fails_validation_on_the_field_it_corrupts(messy) -> None:
     records, labels = messy
+    corrupted = dirty_fields(*MESSY)
     seen = Counter(label for label in labels if label in DIRTY_KINDS)
     assert set(seen) == set(DIRTY_KINDS)
-    for record, label in zip(records, labels, strict=True):
+    for record, label, field in zip(records, labels, corrupted, strict=True):
         if label not in DIRTY_KINDS:
+            assert field is None, (label, field)
             continue
+        assert field in DIRTY_FIELDS[label], (label, field)
         with pytest.raises(ValidationError) as caught:
             Listing.model_validate(record, context=AS_OF)
         broken = [error["loc"][0] for error in caught.value.errors()]
-        expected = DIRTY_FIELD.get(label)
-        allowed = {expected} if expected else {"price", "bed", "bath", "house_size", "acre_lot"}
-        assert len(broken) == 1, (label, record, broken)
-        assert broken[0] in allowed, (label, record, broken)
+        assert broken == [field], (label, record, broken)
+
+
+def test_dirty_rows_end_rejected_or_repaired_as_the_schema_says(messy) -> None:
+    """Corrupting a required field costs the row, an optional one only the field; the stream
+    carries both, and not_a_number does either depending on the field it picked."""
+    _, labels = messy
+    outcomes = {
+        (label, field, dirty_outcome(field))
+        for label, field in zip(labels, dirty_fields(*MESSY), strict=True)
+        if field is not None
+    }
+    assert {field for _, field, end in outcomes if end == "rejected"} == set(REQUIRED_FIELDS)
+    assert {f for _, f, end in outcomes if end == "repaired"} <= set(OPTIONAL_FIELDS)
+    assert {end for label, _, end in outcomes if label == "not_a_number"} == {
+        "rejected",
+        "repaired",
+    }
 
 
 def test_every_unlabelled_row_is_accepted(messy) -> None:

@@ -16,11 +16,18 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
-from mlops_platform.schema import FIELDS, MAX_HOUSE_SIZE, MAX_PRICE, STATE_CODES, STATUSES
+from mlops_platform.schema import (
+    FIELDS,
+    MAX_HOUSE_SIZE,
+    MAX_PRICE,
+    REQUIRED_FIELDS,
+    STATE_CODES,
+    STATUSES,
+)
 from mlops_platform.settings import Weekday
 
 if TYPE_CHECKING:
@@ -30,23 +37,27 @@ Record = dict[str, Any]
 
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 
-DIRTY_KINDS: tuple[str, ...] = (
-    "negative_price",
-    "absurd_price",
-    "missing_price",
-    "absurd_bed",
-    "negative_bath",
-    "negative_house_size",
-    "absurd_house_size",
-    "negative_acre_lot",
-    "bad_zip",
-    "unknown_state",
-    "future_sold_date",
-    "bad_date",
-    "bad_status",
-    "missing_city",
-    "not_a_number",
-)
+# Each dirty kind and the field(s) it corrupts: one per row (not_a_number picks one of several).
+# Whether cleaning then rejects the row or repairs the field is the schema's call, not restated
+# here: see dirty_outcome.
+DIRTY_FIELDS: dict[str, tuple[str, ...]] = {
+    "negative_price": ("price",),
+    "absurd_price": ("price",),
+    "missing_price": ("price",),
+    "absurd_bed": ("bed",),
+    "negative_bath": ("bath",),
+    "negative_house_size": ("house_size",),
+    "absurd_house_size": ("house_size",),
+    "negative_acre_lot": ("acre_lot",),
+    "bad_zip": ("zip_code",),
+    "unknown_state": ("state",),
+    "future_sold_date": ("prev_sold_date",),
+    "bad_date": ("prev_sold_date",),
+    "bad_status": ("status",),
+    "missing_city": ("city",),
+    "not_a_number": ("price", "bed", "bath", "house_size", "acre_lot"),
+}
+DIRTY_KINDS: tuple[str, ...] = tuple(DIRTY_FIELDS)
 DUPLICATE = "duplicate"
 
 DUPLICATE_RATE = 0.01  # exact copies of another row of the same batch
@@ -291,6 +302,7 @@ class _Frame:
     drop: np.ndarray  # per row: index into FIELDS of a key left out, or -1
     labels: np.ndarray  # per row: None (valid), a dirty kind, or "duplicate"
     copied: np.ndarray  # per row: True when a duplicate elsewhere copies it (keep it intact)
+    corrupted: np.ndarray  # per row: the field its dirty kind made invalid, or None
 
     def valid_rows(self) -> np.ndarray:
         """Rows with no label: valid, and not themselves a copy."""
@@ -300,6 +312,7 @@ class _Frame:
         for name in FIELDS:
             self.columns[name][targets] = other.columns[name][sources]
         self.drop[targets] = other.drop[sources]
+        self.corrupted[targets] = other.corrupted[sources]
         self.labels[targets] = DUPLICATE
         other.copied[sources] = True
 
@@ -470,7 +483,7 @@ def _dirty_value(kind: str, row: int, houses: _Houses, rng: np.random.Generator)
         case "missing_city":
             return "city", pick(np.array([None, math.nan, "", "   "], dtype=object))
         case "not_a_number":
-            field = str(pick(["price", "bed", "bath", "house_size", "acre_lot"]))
+            field = str(pick(DIRTY_FIELDS[kind]))
             return field, str(pick(["cheap", "three", "call agent", "n.a.", "big"]))
     raise ValueError(f"unknown dirty kind {kind!r}")
 
@@ -497,13 +510,15 @@ def _draw_frame(config: SimulatorConfig, group: int, day: str, batch: int) -> _F
     }
     _blank_missing(columns, houses, rng)
     labels = np.full(n, None, dtype=object)
+    corrupted = np.full(n, None, dtype=object)
     for row in np.flatnonzero(rng.random(n) < config.dirty_rate):
         kind = DIRTY_KINDS[rng.integers(len(DIRTY_KINDS))]
         field, value = _dirty_value(kind, row, houses, rng)
         columns[field][row] = value
         labels[row] = kind
+        corrupted[row] = field
     drop = np.full(n, -1)
-    frame = _Frame(columns, drop, labels, copied=np.zeros(n, dtype=bool))
+    frame = _Frame(columns, drop, labels, copied=np.zeros(n, dtype=bool), corrupted=corrupted)
     valid = frame.valid_rows()
     dropped = valid[rng.random(len(valid)) < DROPPED_KEY_RATE]
     optional = np.array([FIELDS.index(f) for f in OPTIONAL_FIELDS])
@@ -571,6 +586,20 @@ def generate_batch(
 ) -> list[Record]:
     """Batch ``batch_number`` (1-based) for a group and weekday; same arguments, same records."""
     return generate_labelled_batch(config, group_number, day, batch_number)[0]
+
+
+def dirty_fields(
+    config: SimulatorConfig, group_number: int, day: str, batch_number: int
+) -> list[str | None]:
+    """Per record of the batch, the field its dirty kind corrupted; None for valid rows and
+    duplicates. With :func:`dirty_outcome` it says where cleaning must put each dirty row."""
+    return _served_frame(config, group_number, day, batch_number).corrupted.tolist()
+
+
+def dirty_outcome(field: str) -> Literal["rejected", "repaired"]:
+    """Where a row with this corrupted field ends: a required field costs the row (rejected), an
+    optional one only the field (kept with it null). The schema decides which is which."""
+    return "rejected" if field in REQUIRED_FIELDS else "repaired"
 
 
 # --- sources -------------------------------------------------------------------------------------

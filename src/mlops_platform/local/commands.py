@@ -170,6 +170,7 @@ def demo(settings: Settings, keep: Path | None) -> None:
         ("batches", "batches"),
         ("rows received", "rows_received"),
         ("rows cleaned", "rows_cleaned"),
+        ("  of which repaired", "rows_repaired"),
         ("rows rejected", "rows_rejected"),
         ("models trained", "trained"),
         ("promoted", "promoted"),

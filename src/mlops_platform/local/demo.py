@@ -115,6 +115,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "batches": len(result["batches"]),
         "rows_received": sum(b["ingest"]["rows"] for b in result["batches"]),
         "rows_cleaned": sum(c.get("cleaned", 0) for c in cleaned),
+        "rows_repaired": sum(c.get("repaired", 0) for c in cleaned),
         "rows_rejected": sum(c.get("rejected", 0) for c in cleaned),
         "trained": sum(h.get("candidate_version") is not None for h in history),
         "promoted": sum(h["outcome"] == "promoted" for h in history),

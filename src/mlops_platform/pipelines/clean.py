@@ -2,9 +2,15 @@
 
 Work is tracked per RAW batch in ``clean_data.cleaned_batches``: a run reads only the listings of
 batches not cleaned yet, so its cost follows the new rows, not the size of RAW. Each batch is one
-CLEAN transaction (rows, rejections and the marker together) under an advisory lock, so a crash
-leaves nothing partial and two runs at once never clean a batch twice. Every RAW row ends in
+CLEAN transaction (rows, repairs, rejections and the marker together) under an advisory lock, so a
+crash leaves nothing partial and two runs at once never clean a batch twice. Every RAW row ends in
 exactly one place: ``clean_data.listings`` or ``clean_data.rejected`` with its reason.
+
+A row whose required field fails (price, status, city, state, zip code) is rejected: it is no
+listing without it. A row whose only failures are optional fields (an unreadable bed count, an
+impossible or future sale date...) is kept with those fields null, and each nulled field is
+recorded in ``clean_data.repairs`` with its rule and the text RAW received, so a source that
+writes one column oddly costs that column, not its rows.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select, text
 
-from mlops_platform.schema import FIELDS, Listing, validation_reasons
+from mlops_platform.schema import FIELDS, OPTIONAL_FIELDS, FieldFailure, Listing, field_failures
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import make_engine
 from mlops_platform.storage.tables import batches, cleaned_batches, raw_listings
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_RULE = "duplicate"
 _CLEAN_COLUMNS = ("batch_id", "row_number", *FIELDS, "row_key", "split")
+_REPAIR_COLUMNS = ("batch_id", "row_number", "field", "rule", "original", "reason")
+_REPAIRABLE = frozenset(OPTIONAL_FIELDS)
 _LOCK_KEY = 0x6D6C6F7073  # "mlops": one cleaner at a time per CLEAN database
 
 
@@ -43,12 +51,29 @@ class RawRow:
 
 
 @dataclass(frozen=True)
+class Repair:
+    """An optional field of a kept row that failed its rule and was set to null: what RAW held
+    (``original``, as received) and why it could not be used."""
+
+    batch_id: int
+    row_number: int
+    field: str
+    rule: str
+    original: str
+    reason: str
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.batch_id, self.row_number, self.field, self.rule, self.original, self.reason)
+
+
+@dataclass(frozen=True)
 class CleanRow:
     batch_id: int
     row_number: int
     listing: Listing
     row_key: str
     split: str
+    repairs: tuple[Repair, ...] = ()  # recorded only if the row itself is kept
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.batch_id, self.row_number, *_values(self.listing), self.row_key, self.split)
@@ -62,6 +87,16 @@ class Rejection:
     reason: str
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch's write put in CLEAN: rows kept, rows repaired, rules counted."""
+
+    cleaned: int
+    rejected_by_rule: Counter[str]
+    repaired: int
+    repaired_by_rule: Counter[str]
+
+
 @dataclass
 class CleanResult:
     batches: list[int] = field(default_factory=list)
@@ -69,14 +104,21 @@ class CleanResult:
     cleaned: int = 0
     rejected: int = 0
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    repaired: int = 0  # rows kept with one or more optional fields nulled (among ``cleaned``)
+    repaired_by_rule: dict[str, int] = field(default_factory=dict)  # one count per nulled field
 
-    def add(self, batch_id: int, rows_read: int, cleaned: int, rules: Counter[str]) -> None:
+    def add(self, batch_id: int, rows_read: int, outcome: BatchOutcome) -> None:
         self.batches.append(batch_id)
         self.rows_read += rows_read
-        self.cleaned += cleaned
-        self.rejected += sum(rules.values())
-        merged = Counter(self.rejected_by_rule) + rules
-        self.rejected_by_rule = dict(sorted(merged.items()))
+        self.cleaned += outcome.cleaned
+        self.rejected += sum(outcome.rejected_by_rule.values())
+        self.rejected_by_rule = _merged(self.rejected_by_rule, outcome.rejected_by_rule)
+        self.repaired += outcome.repaired
+        self.repaired_by_rule = _merged(self.repaired_by_rule, outcome.repaired_by_rule)
+
+
+def _merged(counts: dict[str, int], more: Counter[str]) -> dict[str, int]:
+    return dict(sorted((Counter(counts) + more).items()))
 
 
 _values = attrgetter(*FIELDS)
@@ -118,20 +160,18 @@ def split_of(key: str, test_fraction: float) -> str:
 def clean_rows(
     rows: Iterable[RawRow], *, as_of: date, test_fraction: float
 ) -> tuple[list[CleanRow], list[Rejection]]:
-    """Validate and normalise raw rows; duplicates within the rows are rejected, first one kept."""
+    """Validate and normalise raw rows, repairing failed optional fields; duplicates within the
+    rows (judged on the repaired listing) are rejected, first one kept."""
     accepted: list[CleanRow] = []
     rejections: list[Rejection] = []
     first_seen: dict[str, tuple[int, int]] = {}
     context = {"as_of": as_of}
     for row in rows:
-        try:
-            listing = Listing.model_validate(row.values, context=context)
-        except ValidationError as error:
-            reasons = validation_reasons(error)
-            rule = reasons[0][0]
-            reason = "; ".join(sentence for _, sentence in reasons)
-            rejections.append(Rejection(row.batch_id, row.row_number, rule, reason))
+        checked = validate_row(row, context)
+        if isinstance(checked, Rejection):
+            rejections.append(checked)
             continue
+        listing, repairs = checked
         key = row_key(listing)
         if key in first_seen:
             rejections.append(_duplicate(row, first_seen[key]))
@@ -144,9 +184,54 @@ def clean_rows(
                 listing,
                 key,
                 split_of(listing_identity(listing), test_fraction),
+                repairs,
             )
         )
     return accepted, rejections
+
+
+def validate_row(
+    row: RawRow, context: dict[str, Any]
+) -> Rejection | tuple[Listing, tuple[Repair, ...]]:
+    """The row's listing, with each failed optional field nulled and recorded as a Repair; a
+    Rejection when any required field (or the record as a whole) fails, as a listing without its
+    price or location is no listing. The optional/required split is the schema's."""
+    try:
+        return Listing.model_validate(row.values, context=context), ()
+    except ValidationError as error:
+        failures = field_failures(error)
+    if any(failure.field not in _REPAIRABLE for failure in failures):
+        return _rejection(row, failures)
+    repairs = _repairs(row, failures)
+    nulled = {**row.values, **dict.fromkeys((repair.field for repair in repairs), None)}
+    try:
+        return Listing.model_validate(nulled, context=context), repairs
+    except ValidationError as error:  # a null optional field always validates; never crash on it
+        return _rejection(row, field_failures(error))
+
+
+def _rejection(row: RawRow, failures: list[FieldFailure]) -> Rejection:
+    """Named by the first failed rule in field order; the reason lists every failure."""
+    reason = "; ".join(failure.reason for failure in failures)
+    return Rejection(row.batch_id, row.row_number, failures[0].rule, reason)
+
+
+def _repairs(row: RawRow, failures: list[FieldFailure]) -> tuple[Repair, ...]:
+    """One repair per failed field (its first rule; every sentence), keeping RAW's text."""
+    by_field: dict[str, list[FieldFailure]] = {}
+    for failure in failures:
+        by_field.setdefault(failure.field, []).append(failure)
+    return tuple(
+        Repair(
+            row.batch_id,
+            row.row_number,
+            name,
+            failed[0].rule,
+            str(row.values.get(name)),
+            "; ".join(failure.reason for failure in failed),
+        )
+        for name, failed in by_field.items()
+    )
 
 
 def _duplicate(row: RawRow, original: tuple[int, int]) -> Rejection:
@@ -193,8 +278,9 @@ def write_batch(
     rows_read: int,
     accepted: list[CleanRow],
     rejections: list[Rejection],
-) -> tuple[int, Counter[str]]:
-    """Insert one batch's outcome; rows equal to listings of earlier batches become duplicates."""
+) -> BatchOutcome:
+    """Insert one batch's outcome; rows equal to listings of earlier batches become duplicates
+    (and their repairs are dropped with them: only rows in ``listings`` have repairs)."""
     columns = ", ".join(_CLEAN_COLUMNS)
     clean.execute(
         text(
@@ -226,12 +312,26 @@ def write_batch(
         ("batch_id", "row_number", "rule", "reason"),
         ((r.batch_id, r.row_number, r.rule, r.reason) for r in rejections),
     )
+    repairs = _kept_repairs(accepted, {number for number, *_ in earlier})
+    _copy(clean, "clean_data.repairs", _REPAIR_COLUMNS, (r.as_tuple() for r in repairs))
+    repaired = len({r.row_number for r in repairs})
     clean.execute(
         cleaned_batches.insert().values(
-            batch_id=batch_id, rows_read=rows_read, cleaned=inserted, rejected=len(rejections)
+            batch_id=batch_id,
+            rows_read=rows_read,
+            cleaned=inserted,
+            rejected=len(rejections),
+            repaired=repaired,
         )
     )
-    return inserted, Counter(r.rule for r in rejections)
+    return BatchOutcome(
+        inserted, Counter(r.rule for r in rejections), repaired, Counter(r.rule for r in repairs)
+    )
+
+
+def _kept_repairs(accepted: list[CleanRow], duplicates: set[int]) -> list[Repair]:
+    """Repairs of the rows that went into ``listings`` (not those found to repeat a listing)."""
+    return [r for row in accepted if row.row_number not in duplicates for r in row.repairs]
 
 
 def clean_pending(raw_engine: Engine, clean_engine: Engine, *, test_fraction: float) -> CleanResult:
@@ -252,26 +352,32 @@ def clean_pending(raw_engine: Engine, clean_engine: Engine, *, test_fraction: fl
                 accepted, rejections = clean_rows(
                     rows, as_of=received_on, test_fraction=test_fraction
                 )
-                cleaned, rules = write_batch(clean, batch_id, len(rows), accepted, rejections)
-            result.add(batch_id, len(rows), cleaned, rules)
-            log.info(
-                "batch id %s cleaned: %d rows read, %d clean, %d rejected %s",
-                batch_id,
-                len(rows),
-                cleaned,
-                sum(rules.values()),
-                dict(rules) or "",
-            )
+                outcome = write_batch(clean, batch_id, len(rows), accepted, rejections)
+            result.add(batch_id, len(rows), outcome)
+            _log_batch(batch_id, len(rows), outcome)
     if not todo:
         log.info("clean: no new RAW batches")
     return result
+
+
+def _log_batch(batch_id: int, rows_read: int, outcome: BatchOutcome) -> None:
+    log.info(
+        "batch id %s cleaned: %d rows read, %d clean (%d repaired %s), %d rejected %s",
+        batch_id,
+        rows_read,
+        outcome.cleaned,
+        outcome.repaired,
+        dict(outcome.repaired_by_rule) or "",
+        sum(outcome.rejected_by_rule.values()),
+        dict(outcome.rejected_by_rule) or "",
+    )
 
 
 # --- task function ------------------------------------------------------------------------------
 
 
 def clean(settings: Settings) -> dict[str, Any]:
-    """Clean all new RAW batches into CLEAN; returns counts by outcome and rejection rule."""
+    """Clean all new RAW batches into CLEAN; returns counts by outcome and by rule."""
     raw_engine = make_engine(settings.raw_url)
     clean_engine = make_engine(settings.clean_url)
     try:
