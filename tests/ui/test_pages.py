@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from mlops_platform.serving.app import create_app
 from mlops_platform.storage.engine import make_engine
-from mlops_platform.storage.tables import batches, inference_logs, model_history
+from mlops_platform.storage.tables import batches, inference_logs, model_history, repairs
 from mlops_platform.ui import app as ui_app
 from tests import support
 from tests.conftest import Stores
@@ -58,6 +59,15 @@ def count(url: str, table) -> int:
     try:
         with engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(table)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def read(url: str, query) -> list:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(query).all()
     finally:
         engine.dispose()
 
@@ -183,10 +193,32 @@ def test_data_page_shows_batches_rejections_drift_and_traffic(platform_env: Plat
     assert headers == [
         "Batches",
         "Rejected rows by rule",
+        "Repaired fields by rule",
         "Drift at each training decision",
         "Recent inference traffic",
     ]
     assert len(charts(at)) == 3  # rows per batch, drift, traffic
+
+
+def test_data_page_shows_repairs_with_the_text_received(platform_env: Platform) -> None:
+    """The simulator's dirty rows include unreadable optional fields: kept, counted, shown."""
+    at = run("data")
+    url = platform_env.settings.clean_url
+    columns = [repairs.c[name] for name in ("batch_id", "row_number", "rule", "original")]
+    stored = read(url, select(*columns))
+    assert stored, "the seeded stream has no repaired field"
+    assert metric(at, "Rows repaired") == f"{len({(b, n) for b, n, *_ in stored}):,}"
+    tables = [frame.value for frame in at.dataframe]
+    rules = Counter(rule for _, _, rule, _ in stored)
+    by_rule = [t for t in tables if list(t.columns) == ["rule", "rows"]]  # rejected, repaired
+    assert any(dict(zip(t["rule"], t["rows"], strict=True)) == rules for t in by_rule), by_rule
+    examples = next(t for t in tables if "original" in t.columns)
+    assert 0 < len(examples) <= len(stored)
+    assert set(zip(examples["rule"], examples["original"], strict=True)) <= {
+        (rule, original) for _, _, rule, original in stored
+    }
+    for field, reason in zip(examples["field"], examples["reason"], strict=True):
+        assert reason.startswith(f"{field}: ")
 
 
 def test_pages_on_empty_stores_explain_what_to_run(

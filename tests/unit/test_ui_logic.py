@@ -96,3 +96,21 @@ def test_drift_frame_is_psi_per_feature_per_decision() -> None:
         {"batch": 3, "feature": "price", "psi": 0.3},
         {"batch": 3, "feature": "state", "psi": 0.01},
     ]
+
+
+def test_batch_rows_split_cleaned_into_as_received_and_repaired() -> None:
+    summary = pd.DataFrame(
+        {
+            "batch_id": [1, 2],
+            "cleaned": pd.array([90, None], dtype="Int64"),  # batch 2 received, not cleaned yet
+            "repaired": pd.array([4, None], dtype="Int64"),
+            "rejected": pd.array([10, None], dtype="Int64"),
+        }
+    )
+    frame = charts.batch_rows_frame(summary)
+    assert frame.to_dict("records") == [
+        {"batch_id": 1, "kind": "clean as received", "rows": 86},
+        {"batch_id": 1, "kind": "repaired", "rows": 4},
+        {"batch_id": 1, "kind": "rejected", "rows": 10},
+    ]
+    assert charts.batch_rows(summary).to_dict()["mark"]["type"] == "bar"

@@ -8,7 +8,9 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-ROW_COLORS = alt.Scale(domain=["cleaned", "rejected"], range=["#2e7d32", "#c62828"])
+# A batch's rows: clean as received, clean once optional fields were set to null, rejected.
+ROW_KINDS = ("clean as received", "repaired", "rejected")
+ROW_COLORS = alt.Scale(domain=list(ROW_KINDS), range=["#2e7d32", "#f9a825", "#c62828"])
 # `superseded`: a run for data older than data already decided (it never trains or promotes).
 OUTCOME_COLORS = alt.Scale(
     domain=["promoted", "rejected", "skipped", "superseded"],
@@ -138,21 +140,30 @@ def waterfall(explanation: dict[str, Any]) -> alt.Chart:
     )
 
 
+def batch_rows_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """Long frame (batch_id, kind, rows) of each batch's rows by ROW_KINDS; the repaired rows are
+    among the cleaned ones, so they are taken out of "clean as received" and the bar adds up."""
+    kinds = pd.DataFrame(
+        {
+            "batch_id": summary["batch_id"],
+            ROW_KINDS[0]: summary["cleaned"] - summary["repaired"].fillna(0),
+            ROW_KINDS[1]: summary["repaired"],
+            ROW_KINDS[2]: summary["rejected"],
+        }
+    )
+    frame = kinds.melt(id_vars=["batch_id"], var_name="kind", value_name="rows").dropna()
+    return frame.astype({"rows": int})
+
+
 def batch_rows(summary: pd.DataFrame) -> alt.Chart:
-    """Rows cleaned and rejected per batch."""
-    frame = summary.melt(
-        id_vars=["batch_id"], value_vars=["cleaned", "rejected"], var_name="kind", value_name="rows"
-    ).dropna()
+    """Rows of each batch clean as received, repaired and rejected, stacked."""
     return (
-        alt.Chart(frame)
+        alt.Chart(batch_rows_frame(summary))
         .mark_bar()
         .encode(
             x=alt.X("batch_id:O", title="batch", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("rows:Q", stack=True),
-            color=alt.Color(
-                "kind:N",
-                scale=alt.Scale(domain=["cleaned", "rejected"], range=["#2e7d32", "#c62828"]),
-            ),
+            color=alt.Color("kind:N", scale=ROW_COLORS, sort=list(ROW_KINDS)),
             tooltip=["batch_id", "kind", "rows"],
         )
     )

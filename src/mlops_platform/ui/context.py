@@ -73,6 +73,16 @@ def rejections(clean_url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def repairs_by_rule(clean_url: str) -> pd.DataFrame:
+    return stores.repairs_by_rule(engine(clean_url))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def repair_examples(clean_url: str) -> pd.DataFrame:
+    return stores.repair_examples(engine(clean_url))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def recent_inferences(raw_url: str) -> pd.DataFrame:
     return stores.recent_inferences(engine(raw_url))
 

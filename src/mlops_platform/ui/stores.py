@@ -16,6 +16,7 @@ from mlops_platform.storage.tables import (
     cleaned_batches,
     inference_logs,
     rejected,
+    repairs,
 )
 from mlops_platform.storage.tables import model_history as history_table
 
@@ -71,9 +72,12 @@ def model_history(clean: Engine) -> pd.DataFrame:
     return frame
 
 
+REPAIR_EXAMPLE_COLUMNS = ["batch_id", "row_number", "field", "rule", "original", "reason"]
+
+
 def batch_summary(raw: Engine, clean: Engine) -> pd.DataFrame:
-    """One row per batch received: rows received, cleaned and rejected (RAW and CLEAN joined here,
-    since they may be two databases)."""
+    """One row per batch received: rows received, cleaned (of which repaired) and rejected (RAW
+    and CLEAN joined here, since they may be two databases)."""
     with raw.connect() as conn:
         received = pd.DataFrame(
             conn.execute(
@@ -96,16 +100,18 @@ def batch_summary(raw: Engine, clean: Engine) -> pd.DataFrame:
                 select(
                     cleaned_batches.c.batch_id,
                     cleaned_batches.c.cleaned,
+                    cleaned_batches.c.repaired,
                     cleaned_batches.c.rejected,
                 )
             )
             .mappings()
             .all(),
-            columns=["batch_id", "cleaned", "rejected"],
+            columns=["batch_id", "cleaned", "repaired", "rejected"],
         )
     received["received_at"] = utc(received["received_at"])
     frame = received.merge(cleaned, on="batch_id", how="left")
-    frame[["cleaned", "rejected"]] = frame[["cleaned", "rejected"]].astype("Int64")
+    counts = ["cleaned", "repaired", "rejected"]
+    frame[counts] = frame[counts].astype("Int64")
     return frame
 
 
@@ -119,6 +125,41 @@ def rejections(clean: Engine) -> pd.DataFrame:
     with clean.connect() as conn:
         rows = conn.execute(query).mappings().all()
     return pd.DataFrame([dict(r) for r in rows], columns=["batch_id", "rule", "rows"])
+
+
+def repairs_by_rule(clean: Engine) -> pd.DataFrame:
+    """Fields set to null per batch and rule (``field:kind``), most frequent first. A rule names
+    one field, so its count is also the rows it touched."""
+    query = (
+        select(repairs.c.batch_id, repairs.c.rule, func.count().label("rows"))
+        .group_by(repairs.c.batch_id, repairs.c.rule)
+        .order_by(repairs.c.batch_id, func.count().desc())
+    )
+    with clean.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=["batch_id", "rule", "rows"])
+
+
+def repair_examples(clean: Engine, per_rule: int = 3) -> pd.DataFrame:
+    """The newest few repairs of each rule, with the text RAW received: what a source sends that
+    the schema cannot read, to show rather than count."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=repairs.c.rule,
+            order_by=(repairs.c.batch_id.desc(), repairs.c.row_number),
+        )
+        .label("rank")
+    )
+    ranked = select(*(repairs.c[name] for name in REPAIR_EXAMPLE_COLUMNS), rank).subquery()
+    query = (
+        select(*(ranked.c[name] for name in REPAIR_EXAMPLE_COLUMNS))
+        .where(ranked.c.rank <= per_rule)
+        .order_by(ranked.c.rule, ranked.c.batch_id.desc(), ranked.c.row_number)
+    )
+    with clean.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=REPAIR_EXAMPLE_COLUMNS)
 
 
 def recent_inferences(raw: Engine, limit: int = 5000) -> pd.DataFrame:

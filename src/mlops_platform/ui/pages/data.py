@@ -1,5 +1,6 @@
-"""Data: batches received, cleaned and rejected (by rule), drift at each decision, and recent
-inference traffic from raw_data.inference_logs."""
+"""Data: batches received, cleaned and rejected (by rule), optional fields repaired (by rule, with
+examples of what the source sent), drift at each decision, and recent inference traffic from
+raw_data.inference_logs."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ if summary.empty:
     )
     st.stop()
 
-first, second, third = st.columns(3)
+first, second, third, fourth = st.columns(4)
 first.metric("Batches", len(summary))
 second.metric("Rows received", f"{int(summary['received'].sum()):,}")
+repaired_total = int(summary["repaired"].fillna(0).sum())
+third.metric("Rows repaired", f"{repaired_total:,}", help="kept, with optional fields set to null")
 rejected_total = int(summary["rejected"].fillna(0).sum())
-third.metric("Rows rejected", f"{rejected_total:,}")
+fourth.metric("Rows rejected", f"{rejected_total:,}")
 
 st.subheader("Batches")
 st.altair_chart(charts.batch_rows(summary), width="stretch")
@@ -52,6 +55,35 @@ else:
     st.dataframe(totals.sort_values("rows", ascending=False), hide_index=True, height="content")
     with st.expander("Per batch"):
         st.dataframe(rejections, hide_index=True)
+
+st.subheader("Repaired fields by rule")
+st.caption(
+    "An optional field that cannot be used (unreadable, impossible or out of range) is set to "
+    "null and the row kept; a required one (price, status, city, state, zip code) rejects it."
+)
+repairs = context.guarded(
+    lambda: context.repairs_by_rule(settings.clean_url), "CLEAN", settings.clean_url
+)
+if repairs.empty:
+    st.write("No field was repaired.")
+else:
+    totals = repairs.groupby("rule", as_index=False)["rows"].sum()
+    st.dataframe(totals.sort_values("rows", ascending=False), hide_index=True, height="content")
+    with st.expander("Per batch"):
+        st.dataframe(repairs, hide_index=True)
+    examples = context.guarded(
+        lambda: context.repair_examples(settings.clean_url), "CLEAN", settings.clean_url
+    )
+    st.write("Examples, newest first for each rule, with the text the source sent:")
+    st.dataframe(
+        examples,
+        hide_index=True,
+        column_config={
+            "batch_id": "batch",
+            "row_number": "row",
+            "original": "as received",
+        },
+    )
 
 st.subheader("Drift at each training decision")
 history = context.guarded(
