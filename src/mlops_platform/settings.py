@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     )
     clean_db_url: PostgresDsn = Field(
         default="postgresql+psycopg://cleandata:cleandata@127.0.0.1:5432/cleandata",
-        description="CLEAN store: typed listings, rejected rows, model history. May equal RAW.",
+        description=(
+            "CLEAN store: typed listings, repaired fields, rejected rows, model history. May "
+            "equal RAW."
+        ),
     )
 
     # --- data source --------------------------------------------------------------------------
