@@ -1,6 +1,6 @@
 """The compiled serving path reproduces the registered pipeline, or the API serves the pipeline.
 
-Both families are trained on simulator batches without one state, then compared with the
+Every family is trained on simulator batches without one state, then compared with the
 pipeline on later (drifted) batches, on unseen categories, on missing optional fields and on
 values exactly at the trees' split thresholds.
 """
@@ -22,10 +22,13 @@ from sklearn.preprocessing import MinMaxScaler
 from threadpoolctl import threadpool_limits
 
 from mlops_platform.datasource.simulator import SimulatorConfig
+from mlops_platform.pipelines.linear_trees import LinearTrees
 from mlops_platform.pipelines.train import FAMILIES, build_model, fit_candidates
 from mlops_platform.schema import FEATURES, TARGET, ListingFeatures
 from mlops_platform.serving import compiled as compiled_module
 from mlops_platform.serving.compiled import (
+    CompiledModel,
+    CompiledSum,
     CompileError,
     build_predictor,
     compile_model,
@@ -93,6 +96,16 @@ def _assert_matches(model: Any, records: list[dict]) -> None:
     np.testing.assert_allclose(compiled.predict_records(records), expected, rtol=RTOL)
     one_by_one = np.concatenate([compiled.predict_records([r]) for r in records])
     np.testing.assert_allclose(one_by_one, expected, rtol=RTOL)
+
+
+def _pipelines(model: Any) -> list[tuple[Any, CompiledModel]]:
+    """Each fitted Pipeline the model predicts through, with its compiled counterpart."""
+    compiled = compile_model(model)
+    if isinstance(model, LinearTrees):
+        assert isinstance(compiled, CompiledSum)
+        return list(zip((model.linear_, model.trees_), compiled.parts, strict=True))
+    assert isinstance(compiled, CompiledModel)
+    return [(model.regressor_ if hasattr(model, "regressor_") else model, compiled)]
 
 
 def _with(records: list[dict], **changes: Any) -> list[dict]:
@@ -227,14 +240,13 @@ def test_hgb_tree_walk_matches_sklearn_at_thresholds_nan_and_next_floats(
 def test_encoded_matrix_is_what_the_final_estimator_sees(
     models: dict[str, Any], unseen: pd.DataFrame, family: str
 ) -> None:
-    model = models[family]
-    pipeline = model.regressor_ if hasattr(model, "regressor_") else model
     frame = unseen.head(300)
-    expected = pipeline[:-1].transform(frame[list(FEATURES)])
-    expected = expected.toarray() if hasattr(expected, "toarray") else expected
-    compiled = compile_model(model)
-    np.testing.assert_allclose(compiled.encode_records(list(frame["record"])), expected, rtol=1e-12)
-    assert compiled.feature_names == tuple(pipeline[:-1].get_feature_names_out())
+    for pipeline, compiled in _pipelines(models[family]):
+        expected = pipeline[:-1].transform(frame[list(FEATURES)])
+        expected = expected.toarray() if hasattr(expected, "toarray") else expected
+        encoded = compiled.encode_records(list(frame["record"]))
+        np.testing.assert_allclose(encoded, expected, rtol=1e-12)
+        assert compiled.feature_names == tuple(pipeline[:-1].get_feature_names_out())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -292,17 +304,23 @@ def test_build_predictor_falls_back_when_verification_fails(
     models: dict[str, Any], unseen: pd.DataFrame, family: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = models[family]
-    good = compile_model(model)
     # Deliberate fault: an off-by-one-year reference day, a bug a rewrite of the builder could
     # plausibly introduce. Every listing with a sale date is mis-aged.
-    shifted = dataclasses.replace(good.features, reference_year=good.features.reference_year + 1)
-    faulty = dataclasses.replace(good, features=shifted)
+    faulty = _mis_aged(compile_model(model))
     with pytest.raises(CompileError, match="differ"):
         verify(faulty, model, unseen.head(300))
     monkeypatch.setattr(compiled_module, "compile_model", lambda _: faulty)
     predictor = build_predictor(model, unseen.head(300))
     assert predictor.path == "pipeline"
     assert "differ from the pipeline" in predictor.reason
+
+
+def _mis_aged(compiled: CompiledModel | CompiledSum) -> CompiledModel | CompiledSum:
+    if isinstance(compiled, CompiledSum):
+        return dataclasses.replace(compiled, parts=tuple(map(_mis_aged, compiled.parts)))
+    features = compiled.features
+    shifted = dataclasses.replace(features, reference_year=features.reference_year + 1)
+    return dataclasses.replace(compiled, features=shifted)
 
 
 def test_build_predictor_falls_back_without_a_sample_to_verify_on(

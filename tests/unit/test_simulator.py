@@ -22,6 +22,7 @@ from mlops_platform.datasource.simulator import (
     SyntheticSource,
     dirty_fields,
     dirty_outcome,
+    expected_prices,
     generate_batch,
     generate_labelled_batch,
     source_from_settings,
@@ -180,6 +181,23 @@ def test_duplicates_copy_rows_of_the_same_or_the_previous_batch() -> None:
         key = _row_key(copy)
         assert own[key] >= 2 or key in previous
     assert sum(_row_key(c) in previous for c in copies) >= 1
+
+
+def test_expected_prices_are_each_house_s_price_without_the_noise() -> None:
+    """The noise floor of bench/quality.py: per record, the price minus the market's noise."""
+    config = SimulatorConfig(batch_size=3000, dirty_rate=0)
+    records, labels = generate_labelled_batch(config, 1, "Monday", 3)
+    expected = expected_prices(config, 1, "Monday", 3)
+    assert expected.shape == (len(records),)
+    noise = np.log([float(r["price"]) for r in records] / expected)
+    assert abs(np.median(noise)) < 0.01
+    # 0.15 × a t(4) draw: mean |noise| 0.15, standard deviation 0.15·√2
+    assert 0.13 < np.mean(np.abs(noise)) < 0.17
+    assert 0.18 < np.std(noise) < 0.25
+    copies = [i for i, label in enumerate(labels) if label == DUPLICATE]
+    same = [j for i in copies for j in range(len(records)) if j != i and records[j] == records[i]]
+    assert same, "a duplicate of this batch's own rows"
+    assert all(expected[j] in expected[copies] for j in same)
 
 
 @pytest.mark.parametrize("field", ["house_size", "price"])

@@ -303,6 +303,7 @@ class _Frame:
     labels: np.ndarray  # per row: None (valid), a dirty kind, or "duplicate"
     copied: np.ndarray  # per row: True when a duplicate elsewhere copies it (keep it intact)
     corrupted: np.ndarray  # per row: the field its dirty kind made invalid, or None
+    expected: np.ndarray  # per row: the noise-free price of the house (see expected_prices)
 
     def valid_rows(self) -> np.ndarray:
         """Rows with no label: valid, and not themselves a copy."""
@@ -313,6 +314,7 @@ class _Frame:
             self.columns[name][targets] = other.columns[name][sources]
         self.drop[targets] = other.drop[sources]
         self.corrupted[targets] = other.corrupted[sources]
+        self.expected[targets] = other.expected[sources]
         self.labels[targets] = DUPLICATE
         other.copied[sources] = True
 
@@ -329,6 +331,7 @@ class _Houses:
     acre_lot: np.ndarray
     status: np.ndarray
     price: np.ndarray
+    expected_price: np.ndarray  # the price without its noise: the best any model can predict
     brokered_by: np.ndarray
     street: np.ndarray
     prev_sold_date: np.ndarray
@@ -355,15 +358,15 @@ def _draw_houses(rng: np.random.Generator, n: int, shift: float, inflation: floa
     status = rng.choice(len(STATUSES), size=n, p=[0.80, 0.08, 0.12])  # for_sale, ready, sold
     log_ppsf = m.log_ppsf[city] + m.zip_log_mult[city, slot] + np.log1p(m.boom[city] * shift)
     elasticity = 0.9 + 0.15 * shift
-    log_price = (
+    log_expected = (
         log_ppsf
         + np.log(_SIZE_REF)
         + elasticity * np.log(size / _SIZE_REF)
         + 0.04 * (bath - 0.7 * bed)
         + 0.05 * np.log(acre / 0.2)
         + np.log(inflation)
-        + 0.15 * rng.standard_t(4, n)
     )
+    log_price = log_expected + 0.15 * rng.standard_t(4, n)
     price = np.clip(np.round(np.exp(log_price), -2), 5_000, MAX_PRICE / 2)
     rank = (rng.zipf(1.4, n) - 1) % _N_BROKERS
     days = (_LATEST_SOLD - _EARLIEST_SOLD).astype(int)
@@ -377,6 +380,7 @@ def _draw_houses(rng: np.random.Generator, n: int, shift: float, inflation: floa
         acre_lot=acre,
         status=status,
         price=price,
+        expected_price=np.clip(np.exp(log_expected), 5_000, MAX_PRICE / 2),
         brokered_by=m.broker_ids[rank],
         street=rng.integers(1, 2_000_000, n).astype(float),
         prev_sold_date=sold.astype(str).astype(object),
@@ -518,7 +522,14 @@ def _draw_frame(config: SimulatorConfig, group: int, day: str, batch: int) -> _F
         labels[row] = kind
         corrupted[row] = field
     drop = np.full(n, -1)
-    frame = _Frame(columns, drop, labels, copied=np.zeros(n, dtype=bool), corrupted=corrupted)
+    frame = _Frame(
+        columns,
+        drop,
+        labels,
+        copied=np.zeros(n, dtype=bool),
+        corrupted=corrupted,
+        expected=houses.expected_price,
+    )
     valid = frame.valid_rows()
     dropped = valid[rng.random(len(valid)) < DROPPED_KEY_RATE]
     optional = np.array([FIELDS.index(f) for f in OPTIONAL_FIELDS])
@@ -600,6 +611,18 @@ def dirty_outcome(field: str) -> Literal["rejected", "repaired"]:
     """Where a row with this corrupted field ends: a required field costs the row (rejected), an
     optional one only the field (kept with it null). The schema decides which is which."""
     return "rejected" if field in REQUIRED_FIELDS else "repaired"
+
+
+def expected_prices(
+    config: SimulatorConfig, group_number: int, day: str, batch_number: int
+) -> np.ndarray:
+    """Per record of the batch, the house's price without the market's noise.
+
+    Used as a prediction it scores the noise floor: the error no model can go below, which is
+    what ``bench/quality.py`` measures the served model against. The data-source API never
+    serves it, so it cannot reach training.
+    """
+    return _served_frame(config, group_number, day, batch_number).expected.copy()
 
 
 # --- sources -------------------------------------------------------------------------------------

@@ -18,16 +18,23 @@ from mlops_platform.schema import FEATURES, TARGET
 METRICS: tuple[str, ...] = ("mae", "rmse", "r2", "mape")
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE, R², MAPE, plus how many predictions were unusable (NaN, inf, ≤ 0)."""
+def regression_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray | None = None
+) -> dict[str, float]:
+    """MAE, RMSE, R², MAPE, plus how many predictions were unusable (NaN, inf, ≤ 0).
+
+    ``sample_weight`` weighs rows as training does (recency), so validation judges a model on
+    the market as it is now.
+    """
     y_pred = np.asarray(y_pred, dtype=float)
     bad = ~np.isfinite(y_pred) | (y_pred <= 0)
     safe = np.where(bad, np.nanmedian(y_true), y_pred)
+    w = sample_weight
     return {
-        "mae": float(mean_absolute_error(y_true, safe)),
-        "rmse": float(np.sqrt(mean_squared_error(y_true, safe))),
-        "r2": float(r2_score(y_true, safe)),
-        "mape": float(mean_absolute_percentage_error(y_true, safe)),
+        "mae": float(mean_absolute_error(y_true, safe, sample_weight=w)),
+        "rmse": float(np.sqrt(mean_squared_error(y_true, safe, sample_weight=w))),
+        "r2": float(r2_score(y_true, safe, sample_weight=w)),
+        "mape": float(mean_absolute_percentage_error(y_true, safe, sample_weight=w)),
         "bad_predictions": float(bad.sum()),
         "rows": float(len(y_true)),
     }

@@ -1,8 +1,9 @@
-"""SHAP explanations per original listing field, for both model families.
+"""SHAP explanations per original listing field, for every model family.
 
 Contributions are additive in log-price space: ``base_value + sum(contributions) ==
-log(prediction)``. Trees are explained exactly by TreeExplainer; the Gamma GLM (log link) is
-linear in that space, so its contributions are ``coef * (x - mean x)``. Encoded columns (one-hot
+log(prediction)``. Trees are explained exactly by TreeExplainer; the Gamma GLM (log link) and the
+ridge are linear in that space, so their contributions are ``coef * (x - mean x)``; a
+:class:`LinearTrees` model is the sum of its two parts' explanations. Encoded columns (one-hot
 states, target-encoded zips, derived ages) are summed back to the field they came from.
 """
 
@@ -16,6 +17,7 @@ import pandas as pd
 from sklearn.compose import TransformedTargetRegressor
 
 from mlops_platform.pipelines.features import LOW_CARDINALITY, SOURCES
+from mlops_platform.pipelines.linear_trees import LinearTrees
 from mlops_platform.schema import FEATURES
 
 
@@ -37,7 +39,7 @@ def source_of(encoded_name: str) -> str:
     name = encoded_name.split("__", 1)[-1].removeprefix("missingindicator_")
     if name in SOURCES:
         return SOURCES[name]
-    for column in LOW_CARDINALITY:
+    for column in (*LOW_CARDINALITY, "city", "zip_code"):  # one-hot columns: "<column>_<value>"
         if name.startswith(f"{column}_"):
             return SOURCES[column]
     raise KeyError(f"no original feature for encoded column {encoded_name!r}")
@@ -55,6 +57,9 @@ def _dense(matrix: Any) -> np.ndarray:
 
 def explain(model: Any, frame: pd.DataFrame, background: pd.DataFrame | None = None) -> Explanation:
     """SHAP values of ``frame``'s rows; ``background`` (default: ``frame``) sets the GLM's mean."""
+    if isinstance(model, LinearTrees):
+        parts = [explain(part, frame, background) for part in (model.linear_, model.trees_)]
+        return Explanation(sum(p.base_value for p in parts), sum(p.values for p in parts))
     prepare, estimator = _split(model)
     encoded = _dense(prepare.transform(frame[list(FEATURES)]))
     names = list(prepare.get_feature_names_out())

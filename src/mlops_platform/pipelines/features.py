@@ -21,6 +21,8 @@ NUMERIC: tuple[str, ...] = (
     "years_since_sold",
     "broker_listings",
     "street_listings",
+    "bed_without_size",
+    "bath_without_size",
 )
 # Low-cardinality categories (one-hot or native) and high-cardinality ones (target-encoded).
 LOW_CARDINALITY: tuple[str, ...] = ("status", "state")
@@ -35,6 +37,8 @@ SOURCES: dict[str, str] = {
     "years_since_sold": "prev_sold_date",
     "broker_listings": "brokered_by",
     "street_listings": "street",
+    "bed_without_size": "bed",
+    "bath_without_size": "bath",
     "status": "status",
     "state": "state",
     "city": "city",
@@ -73,6 +77,11 @@ class ListingFeatureBuilder(TransformerMixin, BaseEstimator):
         out["years_since_sold"] = (self.reference_year_ - sold_year).astype(float)
         out["broker_listings"] = _counts(X["brokered_by"], self.broker_counts_)
         out["street_listings"] = _counts(X["street"], self.street_counts_)
+        # Rooms where the living area is unknown: there they stand in for the size (about 30 %
+        # per bedroom), which a linear model can only learn as a separate column.
+        no_size = out["log_house_size"].isna()
+        out["bed_without_size"] = out["bed"].where(no_size, 0.0)
+        out["bath_without_size"] = out["bath"].where(no_size, 0.0)
         for column in ("status", "state", "city", "zip_code", "brokered_by"):
             out[column] = _category(X[column])
         out["zip3"] = out["zip_code"].str[:3].where(out["zip_code"] != MISSING_CATEGORY)

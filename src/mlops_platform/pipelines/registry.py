@@ -24,7 +24,13 @@ from mlops_platform.settings import Settings
 log = logging.getLogger(__name__)
 
 # Types a model of ours may contain beyond skops' defaults; anything else is refused at save time.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "mlops_platform.pipelines.features.")
+_TRUSTED_PREFIXES = (
+    "sklearn.",
+    "numpy.",
+    "scipy.",
+    "mlops_platform.pipelines.features.",
+    "mlops_platform.pipelines.linear_trees.",
+)
 
 
 @dataclass(frozen=True)

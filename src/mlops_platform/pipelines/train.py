@@ -1,10 +1,13 @@
-"""Training: two model families on the same features, the best one on validation wins.
+"""Training: three model families on the same features, the best one on validation wins.
 
 - ``glm``: the original system's baseline, a Gamma GLM (log link) on price, with one-hot
   low-cardinality and target-encoded high-cardinality categories.
 - ``hgb``: gradient-boosted trees on log-price (squared error: ~60× faster to fit than absolute
   error, which re-solves every leaf as a median), target-encoded high-cardinality
   categories and ordinal codes for the low-cardinality ones.
+- ``linear_trees``: a ridge regression on log-price with one-hot state, city and zip (pooled
+  location effects, long memory), plus small boosted trees on its residuals that follow the
+  newest market (:mod:`mlops_platform.pipelines.linear_trees`).
 
 Recent batches weigh more (``recency_half_life``), so after a drift the model follows the new
 market while still learning from the old one.
@@ -21,7 +24,7 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import GammaRegressor
+from sklearn.linear_model import GammaRegressor, Ridge
 from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
@@ -33,11 +36,14 @@ from mlops_platform.pipelines.features import (
     NUMERIC,
     ListingFeatureBuilder,
 )
+from mlops_platform.pipelines.linear_trees import LinearTrees
 from mlops_platform.schema import FEATURES, TARGET
 
 log = logging.getLogger(__name__)
 
-FAMILIES: tuple[str, ...] = ("glm", "hgb")
+FAMILIES: tuple[str, ...] = ("glm", "hgb", "linear_trees")
+# Location levels the linear part pools, coarse to fine (a rare zip leans on its city and state).
+LOCATION_LEVELS: tuple[str, ...] = ("status", "state", "city", "zip_code")
 VALIDATION_FRACTION = 0.15
 
 
@@ -115,7 +121,64 @@ def build_model(family: str, seed: int) -> Any:
         return TransformedTargetRegressor(
             regressor=inner, func=np.log, inverse_func=np.exp, check_inverse=False
         )
+    if family == "linear_trees":
+        return LinearTrees(linear=_location_ridge(), trees=_residual_trees(seed))
     raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def _location_ridge() -> Pipeline:
+    """Ridge on log-price: imputed, scaled numbers (with missing indicators) and one-hot
+    locations; one penalty shrinks every level, so a zip seen twice stays near its city."""
+    encode = ColumnTransformer(
+        [
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                ),
+                list(NUMERIC),
+            ),
+            ("onehot", OneHotEncoder(handle_unknown="ignore"), list(LOCATION_LEVELS)),
+        ],
+        verbose_feature_names_out=True,
+    )
+    return Pipeline(
+        [("features", ListingFeatureBuilder()), ("encode", encode), ("model", Ridge(alpha=1.0))]
+    )
+
+
+def _residual_trees(seed: int) -> Pipeline:
+    """Small trees on what the ridge left: a state's level or the value of size after a drift.
+    Few, large leaves: they correct regions, they do not learn single zips again."""
+    encode = ColumnTransformer(
+        [
+            ("numeric", "passthrough", list(NUMERIC)),
+            (
+                "ordinal",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    encoded_missing_value=np.nan,
+                ),
+                ["status", "state", "city"],
+            ),
+        ],
+        verbose_feature_names_out=True,
+    )
+    estimator = HistGradientBoostingRegressor(
+        learning_rate=0.05,
+        max_iter=300,
+        max_leaf_nodes=15,
+        min_samples_leaf=80,
+        l2_regularization=1.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        random_state=seed,
+    )
+    return Pipeline(
+        [("features", ListingFeatureBuilder()), ("encode", encode), ("model", estimator)]
+    )
 
 
 def recency_weights(batch_ids: pd.Series, half_life: float) -> np.ndarray:
@@ -140,7 +203,8 @@ class Candidate:
 
 def _fit(family: str, frame: pd.DataFrame, weights: np.ndarray, seed: int) -> Any:
     model = build_model(family, seed)
-    model.fit(frame[list(FEATURES)], frame[TARGET].to_numpy(), model__sample_weight=weights)
+    weight = "sample_weight" if isinstance(model, LinearTrees) else "model__sample_weight"
+    model.fit(frame[list(FEATURES)], frame[TARGET].to_numpy(), **{weight: weights})
     return model
 
 
@@ -148,12 +212,15 @@ def fit_candidates(train: pd.DataFrame, *, seed: int, half_life: float) -> list[
     """Fit every family on the train split minus a validation slice; score on that slice."""
     held = validation_mask(train["row_key"])
     fit_rows, valid_rows = train[~held], train[held]
-    weights = recency_weights(fit_rows["batch_id"], half_life)
+    all_weights = recency_weights(train["batch_id"], half_life)
+    weights, valid_weights = all_weights[~held], all_weights[held]
     candidates = []
     for family in FAMILIES:
         model = _fit(family, fit_rows, weights, seed)
         predicted = model.predict(valid_rows[list(FEATURES)])
-        scores = regression_metrics(valid_rows[TARGET].to_numpy(), predicted)
+        scores = regression_metrics(
+            valid_rows[TARGET].to_numpy(), predicted, sample_weight=valid_weights
+        )
         log.info("candidate %s: validation MAE %.0f, R² %.3f", family, scores["mae"], scores["r2"])
         candidates.append(Candidate(family, model, scores))
     return candidates

@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import GammaRegressor
+from sklearn.linear_model import GammaRegressor, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -44,6 +44,7 @@ from mlops_platform.pipelines.features import (
     ListingFeatureBuilder,
     raw_frame,
 )
+from mlops_platform.pipelines.linear_trees import LinearTrees
 from mlops_platform.schema import FEATURES
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,15 @@ class _Features:
                 self.reference_year - _sold_year(r.get("prev_sold_date")),
                 0.0 if _is_missing(b := r.get("brokered_by")) else brokers.get(str(b), 0.0),
                 0.0 if _is_missing(s := r.get("street")) else streets.get(str(s), 0.0),
+                0.0,
+                0.0,
             )
             for r in records
         ]
         x = np.array(rows, dtype=np.float64).reshape(len(rows), len(NUMERIC))
         x[:, 2:4] = np.log1p(x[:, 2:4])
+        no_size = np.isnan(x[:, 2])
+        x[:, 7:9] = np.where(no_size[:, None], x[:, 0:2], 0.0)  # rooms without size
         return x
 
     @staticmethod
@@ -246,7 +251,9 @@ def _compile_target(encoder: TargetEncoder) -> _Lookup:
 def _compile_onehot(encoder: OneHotEncoder, columns: Sequence[str]) -> _OneHot:
     if encoder.drop is not None or encoder.handle_unknown != "ignore":
         raise CompileError("OneHotEncoder with drop or handle_unknown other than 'ignore'")
-    infrequent = encoder.infrequent_categories_
+    # Without min_frequency/max_categories sklearn has no infrequent state to read at all.
+    enabled = getattr(encoder, "_infrequent_enabled", False)
+    infrequent = encoder.infrequent_categories_ if enabled else [None] * len(columns)
     tables, names, width = [], [], 0
     for column, cats, rare in zip(columns, encoder.categories_, infrequent, strict=True):
         rare_set = set() if rare is None else set(_plain(rare))
@@ -338,13 +345,15 @@ def _compile_encoder(encoder: Any) -> tuple[_Block, ...]:
 
 @dataclass(frozen=True)
 class _Linear:
-    """A log-link GLM: ``exp(intercept + x · coef)``."""
+    """A log-link GLM, ``exp(intercept + x · coef)``, or without the exp a ridge on log-price."""
 
     coef: np.ndarray
     intercept: float
+    log_link: bool = True
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(x @ self.coef + self.intercept)
+        linear = x @ self.coef + self.intercept
+        return np.exp(linear) if self.log_link else linear
 
 
 @dataclass(frozen=True)
@@ -467,6 +476,18 @@ class CompiledModel:
         return self.head(self.encode_records(records))
 
 
+@dataclass(frozen=True)
+class CompiledSum:
+    """A :class:`LinearTrees` model: exp of the sum of its parts' log-price outputs."""
+
+    parts: tuple[CompiledModel, ...]
+
+    def predict_records(self, records: Sequence[Record]) -> np.ndarray:
+        if not records:
+            return np.empty(0)
+        return np.exp(np.sum([part.predict_records(records) for part in self.parts], axis=0))
+
+
 def _split_model(model: Any) -> tuple[Pipeline, bool]:
     """(the fitted pipeline, whether its output is exponentiated by a target transform)."""
     if isinstance(model, TransformedTargetRegressor):
@@ -476,9 +497,19 @@ def _split_model(model: Any) -> tuple[Pipeline, bool]:
     return model, False
 
 
-def compile_model(model: Any) -> CompiledModel:
+def compile_model(model: Any) -> CompiledModel | CompiledSum:
     """Compile a fitted ``build_model`` model; CompileError names whatever is unsupported."""
+    if isinstance(model, LinearTrees):
+        return CompiledSum(
+            (_compile_pipeline(model.linear_, "log"), _compile_pipeline(model.trees_, "log"))
+        )
     pipeline, exponentiate = _split_model(model)
+    return _compile_pipeline(pipeline, "price" if exponentiate else "glm")
+
+
+def _compile_pipeline(pipeline: Any, output: str) -> CompiledModel:
+    """``output``: "price" (trees on log-price, exponentiated), "glm" (a log-link GLM) or
+    "log" (a part of LinearTrees: trees or ridge on log-price, not exponentiated)."""
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 3:
         raise CompileError(f"unsupported model {type(pipeline).__name__}: expected 3-step Pipeline")
     builder, encoder, estimator = (step for _, step in pipeline.steps)
@@ -487,13 +518,17 @@ def compile_model(model: Any) -> CompiledModel:
     names = tuple(str(n) for n in encoder.get_feature_names_out())
     if len(names) != estimator.n_features_in_:
         raise CompileError("encoded width does not match the estimator")
-    if type(estimator) is GammaRegressor and not exponentiate:
-        head = _Linear(np.asarray(estimator.coef_, np.float64), float(estimator.intercept_))
-    elif type(estimator) is HistGradientBoostingRegressor and exponentiate:
-        head = _compile_forest(estimator)
+    kind = type(estimator)
+    head: Callable[[np.ndarray], np.ndarray]
+    if (kind is GammaRegressor and output == "glm") or (kind is Ridge and output == "log"):
+        coef = np.asarray(estimator.coef_, np.float64)
+        head = _Linear(coef, float(estimator.intercept_), log_link=output == "glm")
+    elif kind is HistGradientBoostingRegressor and output in ("price", "log"):
+        forest = _compile_forest(estimator)
+        head = forest if output == "price" else forest.raw
     else:
-        wrapped = " inside a log-target transform" if exponentiate else ""
-        raise CompileError(f"unsupported final estimator {type(estimator).__name__}{wrapped}")
+        where = {"price": " inside a log-target transform", "log": " in LinearTrees"}
+        raise CompileError(f"unsupported final estimator {kind.__name__}{where.get(output, '')}")
     compiled = CompiledModel(features, blocks, head, names, estimator)
     width = compiled.encode_records([{}]).shape[1]
     if width != len(names):
@@ -510,7 +545,9 @@ def frame_records(frame: pd.DataFrame) -> list[Record]:
     return [{k: None if _is_missing(v) else v for k, v in r.items()} for r in records]
 
 
-def verify(compiled: CompiledModel, model: Any, frame: pd.DataFrame, rtol: float = 1e-6) -> float:
+def verify(
+    compiled: CompiledModel | CompiledSum, model: Any, frame: pd.DataFrame, rtol: float = 1e-6
+) -> float:
     """Max relative difference to ``model.predict`` on ``frame``; CompileError above ``rtol``."""
     if frame.empty:
         raise CompileError("no sample rows to verify the compiled model against")
@@ -537,7 +574,7 @@ class Predictor(Protocol):
 class CompiledPredictor:
     """The compiled model, verified against the pipeline on a sample."""
 
-    compiled: CompiledModel
+    compiled: CompiledModel | CompiledSum
     max_relative_difference: float
     path: str = "compiled"
     reason: str | None = None

@@ -1,0 +1,199 @@
+"""Served-model quality against the noise floor and the original system's GLM.
+
+Starts the local platform (PostgreSQL, S3, MLflow, the data source, the API) in a temporary
+folder and runs the platform's own pipelines as a user would: for every batch the source has,
+the data pipeline (fetch → ingest → clean) and then the model pipeline (decide → train →
+evaluate → promote → explain → record). Then it scores, on the same CLEAN test rows of the three
+newest batches (the market as it is now):
+
+- the served API (``POST /predict``, the production model as served);
+- the original system's GLM (GammaRegressor on scaled numbers and one-hot status and state,
+  high-cardinality columns dropped, default alpha) and the same GLM with a small alpha, both
+  trained on every CLEAN train row;
+- the noise floor: the simulator's own noise-free price as the prediction. No model can get
+  below it; rows whose record lacks the living area cannot get near it either (the size is
+  what most of the price depends on), so the floor is also given for complete rows.
+
+Prints ``key=value`` lines: ``noise_floor_mae``, ``served_mae``, ``floor_ratio`` (served /
+floor), ``mae_ratio`` (served / original GLM), ``mae_ratio_tuned`` and the breakdown.
+
+    python bench/quality.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import GammaRegressor
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sqlalchemy import text
+
+from mlops_platform.datasource.simulator import SimulatorConfig, expected_prices
+from mlops_platform.local import platform
+from mlops_platform.local.processes import wait_http
+from mlops_platform.pipelines.data import run_data_pipeline
+from mlops_platform.pipelines.modeling import run_model_pipeline
+from mlops_platform.schema import FEATURES, TARGET
+from mlops_platform.serving.compiled import frame_records
+from mlops_platform.settings import Settings, load_settings
+from mlops_platform.storage.engine import make_engine
+
+NEWEST_BATCHES = 3
+ORIGINAL_NUMBERS = ["bed", "bath", "acre_lot", "house_size"]
+ORIGINAL_CATEGORIES = ["status", "state"]
+TUNED_ALPHA = 1e-4  # "a small alpha": the GLM with its default penalty underfits badly
+PREDICT_CHUNK = 500
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_pipelines(settings: Settings) -> int:
+    """Every batch through the data and the model pipeline; the number of batches."""
+    batches = 0
+    while True:
+        data = run_data_pipeline(settings)
+        if data.get("ingest") is None:
+            return batches
+        batches += 1
+        row = run_model_pipeline(settings)
+        progress(
+            f"batch {batches}: {row.get('outcome')} ({row.get('candidate_family')}), "
+            f"model pipeline {sum(row['timings'].values()):.0f} s"
+        )
+
+
+def clean_rows(settings: Settings) -> pd.DataFrame:
+    """CLEAN listings with the source's batch number and row, to find each house's own price."""
+    clean, raw = make_engine(settings.clean_url), make_engine(settings.raw_url)
+    try:
+        fields = ", ".join(FEATURES)
+        with clean.connect() as conn:
+            rows = pd.read_sql(
+                text(
+                    f"SELECT batch_id, row_number, split, price, {fields} FROM clean_data.listings"
+                ),
+                conn,
+            )
+        with raw.connect() as conn:
+            numbers = pd.read_sql(
+                text("SELECT id AS batch_id, batch_number FROM raw_data.batches"), conn
+            )
+    finally:
+        clean.dispose()
+        raw.dispose()
+    rows = rows.merge(numbers, on="batch_id", validate="many_to_one")
+    rows["prev_sold_date"] = rows["prev_sold_date"].astype("string").astype(object)
+    return rows.astype({c: float for c in ("price", "bed", "bath", "acre_lot", "house_size")})
+
+
+def with_floor(rows: pd.DataFrame, settings: Settings) -> pd.Series:
+    """The simulator's noise-free price of each row's house."""
+    config = SimulatorConfig.from_settings(settings)
+    floor = pd.Series(np.nan, index=rows.index)
+    for number, group in rows.groupby("batch_number"):
+        expected = expected_prices(config, settings.group_number, settings.day, int(number))
+        floor[group.index] = expected[group["row_number"].to_numpy()]
+    return floor
+
+
+def original_glm(alpha: float) -> Pipeline:
+    encode = ColumnTransformer(
+        [
+            (
+                "numbers",
+                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                ORIGINAL_NUMBERS,
+            ),
+            ("categories", OneHotEncoder(handle_unknown="ignore"), ORIGINAL_CATEGORIES),
+        ]
+    )
+    return make_pipeline(encode, GammaRegressor(alpha=alpha, max_iter=1000))
+
+
+def served_predictions(settings: Settings, test: pd.DataFrame) -> np.ndarray:
+    records = frame_records(test)
+    prices = []
+    with httpx.Client(base_url=settings.api_url, timeout=60) as client:
+        for start in range(0, len(records), PREDICT_CHUNK):
+            response = client.post("/predict", json=records[start : start + PREDICT_CHUNK])
+            response.raise_for_status()
+            prices.extend(response.json()["predictions"])
+    return np.asarray(prices, dtype=float)
+
+
+def mae(truth: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean(np.abs(truth - predicted)))
+
+
+def report(settings: Settings) -> None:
+    rows = clean_rows(settings)
+    rows["floor"] = with_floor(rows, settings)
+    newest = sorted(rows["batch_number"].unique())[-NEWEST_BATCHES:]
+    test = rows[(rows["split"] == "test") & rows["batch_number"].isin(newest)]
+    train = rows[rows["split"] == "train"]
+    truth = test[TARGET].to_numpy()
+    glms = {}
+    for name, alpha in (("original", 1.0), ("tuned", TUNED_ALPHA)):
+        model = original_glm(alpha).fit(train[list(FEATURES)], train[TARGET])
+        glms[name] = mae(truth, model.predict(test[list(FEATURES)]))
+    served = served_predictions(settings, test)
+    model = httpx.get(f"{settings.api_url}/model", timeout=30).json()
+    floor = mae(truth, test["floor"].to_numpy())
+    served_mae = mae(truth, served)
+    complete = test[list(FEATURES)].notna().all(axis=1).to_numpy()
+    no_size = test["house_size"].isna().to_numpy()
+    print(f"test_rows={len(test)}")
+    print(f"test_batches={','.join(str(int(b)) for b in newest)}")
+    print(f"served_version={model.get('version')}")
+    print(f"served_family={model.get('family')}")
+    print(f"served_path={model.get('path')}")
+    print(f"noise_floor_mae={floor:.0f}")
+    print(f"served_mae={served_mae:.0f}")
+    print(f"original_glm_mae={glms['original']:.0f}")
+    print(f"tuned_glm_mae={glms['tuned']:.0f}")
+    print(f"floor_ratio={served_mae / floor:.3f}")
+    print(f"mae_ratio={served_mae / glms['original']:.3f}")
+    print(f"mae_ratio_tuned={served_mae / glms['tuned']:.3f}")
+    for name, mask in (("complete", complete), ("no_size", no_size)):
+        ratio = mae(truth[mask], served[mask]) / mae(truth[mask], test["floor"].to_numpy()[mask])
+        print(f"{name}_rows_share={mask.mean():.3f}")
+        print(f"{name}_floor_ratio={ratio:.3f}")
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as folder:
+        settings = platform.on_free_ports(
+            load_settings(state_dir=Path(folder), model_name="quality", experiment_name="quality")
+        )
+        try:
+            progress("starting PostgreSQL, S3, MLflow and the data source")
+            platform.up(settings, services=platform.CORE)
+            os.environ.update(settings.to_env())
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+            with contextlib.redirect_stdout(sys.stderr):  # MLflow prints run links
+                batches = run_pipelines(settings)
+            progress(f"{batches} batches done; starting the API")
+            platform.up(settings, services=(*platform.CORE, "api"))
+            wait_http(f"{settings.api_url}/readyz", timeout_s=180)
+            report(settings)
+        finally:
+            platform.down(settings)
+
+
+if __name__ == "__main__":
+    main()
