@@ -11,11 +11,14 @@ newest batches (the market as it is now):
   high-cardinality columns dropped, default alpha) and the same GLM with a small alpha, both
   trained on every CLEAN train row;
 - the noise floor: the simulator's own noise-free price as the prediction. No model can get
-  below it; rows whose record lacks the living area cannot get near it either (the size is
-  what most of the price depends on), so the floor is also given for complete rows.
+  below it. Rows whose record lacks the living area cannot get near it either (the size is what
+  most of the price depends on): the *information floor* predicts those with the simulator's
+  best guess without the size (its conditional median given rooms and regime), so
+  ``information_ratio`` says how far the served model is from what the records allow.
 
 Prints ``key=value`` lines: ``noise_floor_mae``, ``served_mae``, ``floor_ratio`` (served /
-floor), ``mae_ratio`` (served / original GLM), ``mae_ratio_tuned`` and the breakdown.
+floor), ``mae_ratio`` (served / original GLM), ``mae_ratio_tuned``, ``information_ratio``
+(served / information floor) and the breakdown.
 
     python bench/quality.py
 """
@@ -33,17 +36,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import GammaRegressor
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sqlalchemy import text
 
 from mlops_platform.datasource.simulator import SimulatorConfig, expected_prices
 from mlops_platform.local import platform
 from mlops_platform.local.processes import wait_http
 from mlops_platform.pipelines.data import run_data_pipeline
+from mlops_platform.pipelines.evidence import original_glm
 from mlops_platform.pipelines.modeling import run_model_pipeline
 from mlops_platform.schema import FEATURES, TARGET
 from mlops_platform.serving.compiled import frame_records
@@ -51,8 +50,6 @@ from mlops_platform.settings import Settings, load_settings
 from mlops_platform.storage.engine import make_engine
 
 NEWEST_BATCHES = 3
-ORIGINAL_NUMBERS = ["bed", "bath", "acre_lot", "house_size"]
-ORIGINAL_CATEGORIES = ["status", "state"]
 TUNED_ALPHA = 1e-4  # "a small alpha": the GLM with its default penalty underfits badly
 PREDICT_CHUNK = 500
 
@@ -100,28 +97,17 @@ def clean_rows(settings: Settings) -> pd.DataFrame:
     return rows.astype({c: float for c in ("price", "bed", "bath", "acre_lot", "house_size")})
 
 
-def with_floor(rows: pd.DataFrame, settings: Settings) -> pd.Series:
-    """The simulator's noise-free price of each row's house."""
+def with_floor(rows: pd.DataFrame, settings: Settings, *, sized: bool) -> pd.Series:
+    """The simulator's noise-free price of each row's house (``sized=False``: its best guess
+    without the living area)."""
     config = SimulatorConfig.from_settings(settings)
     floor = pd.Series(np.nan, index=rows.index)
     for number, group in rows.groupby("batch_number"):
-        expected = expected_prices(config, settings.group_number, settings.day, int(number))
+        expected = expected_prices(
+            config, settings.group_number, settings.day, int(number), sized=sized
+        )
         floor[group.index] = expected[group["row_number"].to_numpy()]
     return floor
-
-
-def original_glm(alpha: float) -> Pipeline:
-    encode = ColumnTransformer(
-        [
-            (
-                "numbers",
-                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-                ORIGINAL_NUMBERS,
-            ),
-            ("categories", OneHotEncoder(handle_unknown="ignore"), ORIGINAL_CATEGORIES),
-        ]
-    )
-    return make_pipeline(encode, GammaRegressor(alpha=alpha, max_iter=1000))
 
 
 def served_predictions(settings: Settings, test: pd.DataFrame) -> np.ndarray:
@@ -141,18 +127,21 @@ def mae(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 def report(settings: Settings) -> None:
     rows = clean_rows(settings)
-    rows["floor"] = with_floor(rows, settings)
+    rows["floor"] = with_floor(rows, settings, sized=True)
+    unsized = with_floor(rows, settings, sized=False)
+    rows["information_floor"] = rows["floor"].where(rows["house_size"].notna(), unsized)
     newest = sorted(rows["batch_number"].unique())[-NEWEST_BATCHES:]
     test = rows[(rows["split"] == "test") & rows["batch_number"].isin(newest)]
     train = rows[rows["split"] == "train"]
     truth = test[TARGET].to_numpy()
-    glms = {}
-    for name, alpha in (("original", 1.0), ("tuned", TUNED_ALPHA)):
-        model = original_glm(alpha).fit(train[list(FEATURES)], train[TARGET])
-        glms[name] = mae(truth, model.predict(test[list(FEATURES)]))
+    glms = {
+        name: mae(truth, original_glm(train, test, alpha=alpha))
+        for name, alpha in (("original", 1.0), ("tuned", TUNED_ALPHA))
+    }
     served = served_predictions(settings, test)
     model = httpx.get(f"{settings.api_url}/model", timeout=30).json()
     floor = mae(truth, test["floor"].to_numpy())
+    information_floor = mae(truth, test["information_floor"].to_numpy())
     served_mae = mae(truth, served)
     complete = test[list(FEATURES)].notna().all(axis=1).to_numpy()
     no_size = test["house_size"].isna().to_numpy()
@@ -162,12 +151,15 @@ def report(settings: Settings) -> None:
     print(f"served_family={model.get('family')}")
     print(f"served_path={model.get('path')}")
     print(f"noise_floor_mae={floor:.0f}")
+    print(f"information_floor_mae={information_floor:.0f}")
     print(f"served_mae={served_mae:.0f}")
     print(f"original_glm_mae={glms['original']:.0f}")
     print(f"tuned_glm_mae={glms['tuned']:.0f}")
     print(f"floor_ratio={served_mae / floor:.3f}")
     print(f"mae_ratio={served_mae / glms['original']:.3f}")
     print(f"mae_ratio_tuned={served_mae / glms['tuned']:.3f}")
+    print(f"information_floor_ratio={information_floor / floor:.3f}")
+    print(f"information_ratio={served_mae / information_floor:.3f}")
     for name, mask in (("complete", complete), ("no_size", no_size)):
         ratio = mae(truth[mask], served[mask]) / mae(truth[mask], test["floor"].to_numpy()[mask])
         print(f"{name}_rows_share={mask.mean():.3f}")

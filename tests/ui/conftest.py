@@ -23,8 +23,11 @@ from tests import support
 from tests.conftest import _stores
 from tests.plugins.mlflow_stack import MlflowServer
 
-# Four batches of 600 rows, drift from the third: a first model, then decisions with drift.
-SIMULATOR = {"sim_batches": 4, "sim_batch_size": 600, "sim_seed": 5, "sim_drift_at": 3}
+# Five batches of 600 rows, drift from the third: a first model, then decisions with drift.
+SIMULATOR = {"sim_batches": 5, "sim_batch_size": 600, "sim_seed": 5, "sim_drift_at": 3}
+# The last batch is decided by a team that asks a lot of a new model: it retrains on any new
+# rows and wants the candidate 90 % better than production, so the decision is a rejection.
+DEMANDING = {"retrain_new_rows_ratio": 0.01, "promotion_margin": 0.9}
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,13 @@ def platform(postgres: LocalPostgres, mlflow_server: MlflowServer) -> Iterator[P
     history = []
     with support.serve(app_from_settings(settings)) as source:
         settings = settings.replace(datasource_url=source)
-        for _ in range(SIMULATOR["sim_batches"]):
+        for number in range(1, SIMULATOR["sim_batches"] + 1):
             outcome = run_data_pipeline(settings)
             assert outcome["ingest"]["stored"], outcome
-            history.append(run_model_pipeline(settings))
+            last = number == SIMULATOR["sim_batches"]
+            history.append(run_model_pipeline(settings.replace(**DEMANDING) if last else settings))
     assert history[0]["outcome"] == "promoted", history[0]["reason"]
+    assert history[-1]["outcome"] == "rejected", history[-1]["reason"]
     settings = settings.replace(api_token="ui-token", inference_log_flush_s=0.1)
     with support.serve(create_app(settings)) as api_url:
         for price_hint in range(5):  # traffic for the Data page

@@ -165,6 +165,16 @@ def test_models_page_tells_every_decision(platform_env: Platform) -> None:
     assert charts(at), "MAE/R² over versions"
 
 
+def test_models_page_shows_a_rejected_candidate_and_why(platform_env: Platform) -> None:
+    rejected = platform_env.history[-1]
+    at = run("models")
+    table = at.dataframe[0].value
+    shown = table[table["outcome"] == "rejected"]
+    assert list(shown["reason"]) == [rejected["reason"]]
+    assert rejected["reason"].startswith("rejected: ")
+    assert metric(at, "In production") != f"v{rejected['candidate_version']}"
+
+
 def test_explainability_compares_versions_with_drift(platform_env: Platform) -> None:
     at = run("explainability")
     explained = [h for h in platform_env.history if h.get("shap_uri")]

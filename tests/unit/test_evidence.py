@@ -1,12 +1,14 @@
-"""Evidence before promotion: paired bootstrap gains and the naive location baseline."""
+"""Evidence before promotion: paired bootstrap gains, the naive location baseline, the original
+system's GLM."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from mlops_platform.pipelines.evidence import location_median, paired_gain
+from mlops_platform.pipelines.evidence import location_median, original_glm, paired_gain
 from mlops_platform.pipelines.promote import judge
+from mlops_platform.schema import FEATURES
 
 RNG = np.random.default_rng(7)
 TRUTH = np.exp(RNG.normal(12.5, 0.6, size=800))  # heavy-tailed prices
@@ -53,15 +55,52 @@ def test_a_promotion_is_refused_for_lack_of_evidence() -> None:
     assert "paired gain" in won.reason
 
 
-def test_a_first_model_says_how_it_compares_with_the_naive_baseline() -> None:
-    """Measured and said in the reason; not yet required (a first batch's model can trail it)."""
+def test_a_first_model_must_beat_every_baseline_beyond_noise() -> None:
+    """No production model to compare with: the naive baseline and the original GLM are the bar,
+    each beaten beyond the noise of the test rows, or nothing goes to production."""
     tie = paired_gain(TRUTH, noisy(0.20, 3), noisy(0.20, 4), confidence=0.95).to_dict()
-    verdict = judge(
-        GOOD, None, margin=0.01, r2_tolerance=0.01, evidence={"location-median baseline": tie}
-    )
+    clear = paired_gain(TRUTH, noisy(0.10, 1), noisy(0.30, 2), confidence=0.95).to_dict()
+    both = {"location-median baseline": clear, "original GLM": clear}
+    verdict = judge(GOOD, None, margin=0.01, r2_tolerance=0.01, evidence=both)
     assert verdict.promote
     assert verdict.reason.startswith("promoted: no model in production yet")
     assert "vs the location-median baseline:" in verdict.reason
+    assert "vs the original GLM:" in verdict.reason
+    trailing = judge(
+        GOOD, None, margin=0.01, r2_tolerance=0.01, evidence={**both, "original GLM": tie}
+    )
+    assert not trailing.promote
+    assert trailing.reason.startswith("rejected: a first model must beat the original GLM")
+    assert "nothing is in production until one does" in trailing.reason
+
+
+def test_the_original_glm_is_fitted_on_train_rows_and_predicts_any_row() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "brokered_by": None,
+            "status": rng.choice(["for_sale", "sold"], n),
+            "price": 0.0,
+            "bed": rng.integers(1, 6, n).astype(float),
+            "bath": rng.integers(1, 4, n).astype(float),
+            "acre_lot": rng.uniform(0.1, 1, n),
+            "street": None,
+            "city": "Austin",
+            "state": rng.choice(["Texas", "Ohio"], n),
+            "zip_code": "78701",
+            "house_size": rng.uniform(800, 4000, n),
+            "prev_sold_date": None,
+        }
+    )
+    frame["price"] = 150 * frame["house_size"] * np.where(frame["state"] == "Texas", 1.5, 1.0)
+    rows = frame.head(20).assign(house_size=np.nan, state="Maine")  # missing and unseen values
+    predicted = original_glm(frame, rows[list(FEATURES)])
+    assert predicted.shape == (20,)
+    assert np.all(np.isfinite(predicted))
+    assert np.all(predicted > 0)
+    fitted = original_glm(frame, frame, alpha=1e-6)
+    assert np.mean(np.abs(fitted - frame["price"])) < 0.25 * np.mean(frame["price"])
 
 
 def test_location_median_falls_back_from_zip_to_city_to_state_to_everywhere() -> None:

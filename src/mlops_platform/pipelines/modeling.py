@@ -23,7 +23,7 @@ from mlops_platform.pipelines import drift, registry
 from mlops_platform.pipelines.dataset import data_version, load_listings
 from mlops_platform.pipelines.evaluate import evaluate as score
 from mlops_platform.pipelines.evaluate import regression_metrics
-from mlops_platform.pipelines.evidence import location_median, paired_gain
+from mlops_platform.pipelines.evidence import location_median, original_glm, paired_gain
 from mlops_platform.pipelines.explain import explain as shap_explain
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.train import choose, fit_candidates, refit
@@ -256,9 +256,9 @@ def evaluate(
         production_metrics = regression_metrics(truth, served)
         references["production model"] = served
     elif train_rows is not None:
-        # A first model must at least beat the naive answer; beating the GLM too is part of the
-        # model-quality work still to come (the chosen family can lose to it on a first batch).
+        # A first model must beat the naive answer and the model this platform replaces.
         references["location-median baseline"] = location_median(train_rows, rows)
+        references["original GLM"] = original_glm(train_rows, rows)
     evidence = {
         label: paired_gain(
             truth, predicted, reference, confidence=settings.promotion_confidence

@@ -34,10 +34,18 @@ def judge(
             "predictions were NaN, infinite or not positive",
         )
     if production is None:
-        # The first model's gain over the naive baseline is measured and said, not yet required:
-        # on one small first batch the chosen model can trail it (see issue 15's quality work).
-        beaten = "; ".join(f"vs the {name}: {gain.describe()}" for name, gain in gains.items())
-        evidence_text = f"; {beaten}" if beaten else ""
+        # No model to beat, so the first one must beat the baselines (the naive location median,
+        # the original system's GLM) beyond the noise of the test rows.
+        said = "; ".join(f"vs the {name}: {gain.describe()}" for name, gain in gains.items())
+        trailing = [name for name, gain in gains.items() if not gain.holds()]
+        if trailing:
+            return Verdict(
+                False,
+                f"rejected: a first model must beat the {' and the '.join(trailing)} beyond "
+                f"the noise of the test rows, and this one does not ({summary}; {said}); "
+                "nothing is in production until one does",
+            )
+        evidence_text = f"; {said}" if said else ""
         return Verdict(True, f"promoted: no model in production yet ({summary}{evidence_text})")
     gain = 1 - candidate["mae"] / production["mae"]
     versus = (
