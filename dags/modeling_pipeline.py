@@ -6,8 +6,9 @@ previous tasks' plain dicts. Settings come from the ``MLOPS_*`` environment of t
 
 Runs when ``data_pipeline`` writes new clean rows (asset ``clean_data``). A data version is
 decided once: a re-run finds the decision in ``model_history`` and trains nothing. The asset
-``production_model`` gets an event only when a candidate was promoted, which starts
-``production_pipeline``.
+``production_model`` gets an event only when a candidate was promoted, from ``record``, the last
+task: by then the version's SHAP background exists, so the API that ``production_pipeline``
+notifies verifies its compiled path on those rows at the first load.
 """
 
 from __future__ import annotations
@@ -75,18 +76,13 @@ def modeling_pipeline() -> None:
         )
         return evaluation
 
-    @task(execution_timeout=timedelta(minutes=5), outlets=[PRODUCTION_MODEL_ALIAS])
+    @task(execution_timeout=timedelta(minutes=5))
     def promote(
         decision: dict[str, Any],
         candidate: dict[str, Any] | None,
         evaluation: dict[str, Any] | None,
-        outlet_events: Any = None,
     ) -> dict[str, Any]:
         promotion = modeling.promote(load_settings(), decision, candidate, evaluation)
-        if promotion["promoted"]:
-            outlet_events[PRODUCTION_MODEL_ALIAS].add(
-                PRODUCTION_MODEL, extra={"version": candidate["version"]}
-            )
         log.info(
             "promotion: %s",
             f"version {candidate['version']} promoted" if promotion["promoted"] else "none",
@@ -99,18 +95,23 @@ def modeling_pipeline() -> None:
         log.info("SHAP: %s", explanation["shap_uri"] if explanation else "nothing to explain")
         return explanation
 
-    @task(execution_timeout=timedelta(minutes=5))
+    @task(execution_timeout=timedelta(minutes=5), outlets=[PRODUCTION_MODEL_ALIAS])
     def record(
         decision: dict[str, Any],
         candidate: dict[str, Any] | None,
         evaluation: dict[str, Any] | None,
         promotion: dict[str, Any],
         explanation: dict[str, Any] | None,
+        outlet_events: Any = None,
     ) -> dict[str, Any]:
         row = modeling.record(
             load_settings(), decision, candidate, evaluation, promotion, explanation
         )
         log.info("history for %s: %s", row.get("data_version"), row["reason"])
+        if promotion["promoted"] and candidate is not None:
+            outlet_events[PRODUCTION_MODEL_ALIAS].add(
+                PRODUCTION_MODEL, extra={"version": candidate["version"]}
+            )
         return row
 
     decision = decide()

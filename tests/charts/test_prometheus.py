@@ -28,6 +28,7 @@ REQUIRED_ALERTS = {
     "MlopsApiNoProductionModel",
     "MlopsApiInferenceLogDrops",
     "MlopsApiScrapeDown",
+    "MlopsApiCompiledPathMismatch",
 }
 
 

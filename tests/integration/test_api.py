@@ -32,11 +32,12 @@ from sqlalchemy import create_engine, select
 from mlops_platform import checks
 from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.local.postgres import LocalPostgres, free_port
-from mlops_platform.pipelines import registry
+from mlops_platform.pipelines import modeling, registry
 from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.modeling import run_model_pipeline
 from mlops_platform.schema import FEATURES, ListingFeatures
 from mlops_platform.serving.app import create_app
+from mlops_platform.serving.compiled import edge_rows, records_frame
 from mlops_platform.serving.state import EXAMPLE_RECORD
 from mlops_platform.settings import Settings, load_settings
 from mlops_platform.storage.engine import normalise_url
@@ -571,7 +572,7 @@ def test_metrics_are_exactly_the_documented_ones(trained: Trained, stores: Store
 
     families = {f.name: f for f in text_string_to_metric_families(text)}
     documented = documented_metrics()
-    assert len(documented) == 10
+    assert len(documented) == 11
     exposed = {}
     for family in families.values():
         if not family.name.startswith("mlops_api_"):
@@ -662,3 +663,44 @@ def test_the_helm_test_check_fails_while_the_production_model_is_not_served(
             checks.fastapi("http://testserver", client)
     finally:
         trained.promote(trained.first)
+
+
+def test_the_compiled_path_is_verified_again_when_the_background_arrives(
+    trained: Trained, stores: Stores
+) -> None:
+    """A version promoted before its explain task ran (the usual order under a busy scheduler):
+    at load the compiled path is verified on the fixed edge rows alone; when the SHAP background
+    is logged, the next refresh verifies it on those rows too, without reloading the model."""
+    settings = trained.settings
+    model = registry.load(
+        settings, registry.ModelVersion(settings.model_name, trained.first, "", {})
+    )
+    late = registry.register(
+        settings,
+        model,
+        family="late-background",
+        example=records_frame(trained.records),
+        params={},
+        metrics={},
+        tags={"data_version": "batch-2"},
+    )
+    trained.promote(late.version)
+    edge = len(edge_rows())
+    try:
+        with TestClient(create_app(api_settings(trained, stores))) as client:
+            before = client.get("/model").json()
+            explained = modeling.explain(settings, {"version": late.version, "run_id": late.run_id})
+            hook = client.post("/hooks/model_update", headers=auth()).json()
+            after = client.get("/model").json()
+            mismatch = metric(client, "mlops_api_compiled_mismatch")
+    finally:
+        trained.promote(trained.first)
+    assert explained is not None
+    assert (before["version"], before["explain_available"]) == (late.version, False)
+    assert (before["path"], before["path_verified_rows"]) == ("compiled", edge)
+    assert hook["outcome"] == "unchanged"
+    assert after["explain_available"] is True
+    assert after["path"] == "compiled"
+    assert after["path_verified_rows"] > edge  # the background rows as well
+    assert after["loaded_at"] == before["loaded_at"]  # verified again, not reloaded
+    assert mismatch == 0

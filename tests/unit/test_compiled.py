@@ -22,6 +22,7 @@ from sklearn.preprocessing import MinMaxScaler
 from threadpoolctl import threadpool_limits
 
 from mlops_platform.datasource.simulator import SimulatorConfig
+from mlops_platform.pipelines.features import ACRE_FLOOR
 from mlops_platform.pipelines.linear_trees import LinearTrees
 from mlops_platform.pipelines.train import FAMILIES, build_model, fit_candidates
 from mlops_platform.schema import FEATURES, TARGET, ListingFeatures
@@ -32,6 +33,7 @@ from mlops_platform.serving.compiled import (
     CompileError,
     build_predictor,
     compile_model,
+    edge_rows,
     records_frame,
     verify,
 )
@@ -154,16 +156,23 @@ def _thresholds(model: Any) -> dict[int, np.ndarray]:
     }
 
 
-def _log1p_preimage(target: float) -> float | None:
-    """A size whose ``np.log1p`` is exactly ``target``, if a float nearby has one."""
-    guess = float(np.expm1(target))
+def _preimage(target: float, forward: Any, inverse: Any) -> float | None:
+    """A raw value whose ``forward`` (the builder's numpy transform) is exactly ``target``."""
+    guess = float(inverse(target))
     for ulps in (0, 1, -1, 2, -2, 3, -3):
-        size = guess
+        value = guess
         for _ in range(abs(ulps)):
-            size = float(np.nextafter(size, np.inf if ulps > 0 else -np.inf))
-        if np.log1p(np.array([size]))[0] == target:
-            return size
+            value = float(np.nextafter(value, np.inf if ulps > 0 else -np.inf))
+        if forward(np.array([value]))[0] == target:
+            return value
     return None
+
+
+# The builder's transforms of house size and lot size, and their inverses.
+SIZE_TRANSFORMS = (
+    (np.log1p, np.expm1),
+    (lambda a: np.log(a + ACRE_FLOOR), lambda t: np.exp(t) - ACRE_FLOOR),
+)
 
 
 def _sold_date_at(years: float, reference_year: float) -> date | None:
@@ -181,8 +190,8 @@ def _at_threshold(feature: int, t: float, base: dict, builder: Any) -> dict | No
     """``base`` changed so that encoded numeric ``feature`` is exactly ``t``, if possible."""
     if feature in (0, 1):  # bed, bath: the value itself
         return {**base, ("bed", "bath")[feature]: t}
-    if feature in (2, 3):  # log1p of house size, lot size
-        size = _log1p_preimage(t)
+    if feature in (2, 3):  # logs of house size, lot size
+        size = _preimage(t, *SIZE_TRANSFORMS[feature - 2])
         return None if size is None else {**base, ("house_size", "acre_lot")[feature - 2]: size}
     if feature == 4:
         sold = _sold_date_at(t, builder.reference_year_)
@@ -293,6 +302,7 @@ def test_build_predictor_falls_back_to_the_pipeline_when_it_cannot_compile(
     predictor = build_predictor(model, unseen.head(200))
     assert predictor.path == "pipeline"
     assert named in predictor.reason
+    assert not predictor.mismatch  # unsupported is not a bug: no alert
     records = list(unseen["record"].head(50))
     np.testing.assert_array_equal(
         predictor.predict_records(records), model.predict(unseen.head(50)[list(FEATURES)])
@@ -313,6 +323,7 @@ def test_build_predictor_falls_back_when_verification_fails(
     predictor = build_predictor(model, unseen.head(300))
     assert predictor.path == "pipeline"
     assert "differ from the pipeline" in predictor.reason
+    assert predictor.mismatch  # what the API's mlops_api_compiled_mismatch alert reads
 
 
 def _mis_aged(compiled: CompiledModel | CompiledSum) -> CompiledModel | CompiledSum:
@@ -323,12 +334,17 @@ def _mis_aged(compiled: CompiledModel | CompiledSum) -> CompiledModel | Compiled
     return dataclasses.replace(compiled, features=shifted)
 
 
-def test_build_predictor_falls_back_without_a_sample_to_verify_on(
+def test_without_a_background_the_compiled_path_is_verified_on_the_edge_rows(
     models: dict[str, Any], unseen: pd.DataFrame
 ) -> None:
-    predictor = build_predictor(models["hgb"], unseen.head(0))
-    assert predictor.path == "pipeline"
-    assert "no sample rows" in predictor.reason
+    edge = edge_rows()
+    assert len(edge) > 20
+    assert edge[list(OPTIONAL)].isna().any().all()  # each optional field missing somewhere
+    for model in models.values():
+        predictor = build_predictor(model, unseen.head(0))
+        assert (predictor.path, predictor.verified_rows) == ("compiled", len(edge))
+        with_sample = build_predictor(model, unseen.head(64))
+        assert with_sample.verified_rows == 64 + len(edge)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

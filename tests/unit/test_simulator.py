@@ -194,6 +194,12 @@ def test_expected_prices_are_each_house_s_price_without_the_noise() -> None:
     # 0.15 × a t(4) draw: mean |noise| 0.15, standard deviation 0.15·√2
     assert 0.13 < np.mean(np.abs(noise)) < 0.17
     assert 0.18 < np.std(noise) < 0.25
+    # Without the living area the best guess misses by more: the size's own spread adds to it.
+    unsized = np.log(
+        [float(r["price"]) for r in records] / expected_prices(config, 1, "Monday", 3, sized=False)
+    )
+    assert np.mean(np.abs(unsized)) > 1.4 * np.mean(np.abs(noise))
+    assert abs(np.median(unsized)) < 0.03
     copies = [i for i, label in enumerate(labels) if label == DUPLICATE]
     same = [j for i in copies for j in range(len(records)) if j != i and records[j] == records[i]]
     assert same, "a duplicate of this batch's own rows"

@@ -303,7 +303,7 @@ class _Frame:
     labels: np.ndarray  # per row: None (valid), a dirty kind, or "duplicate"
     copied: np.ndarray  # per row: True when a duplicate elsewhere copies it (keep it intact)
     corrupted: np.ndarray  # per row: the field its dirty kind made invalid, or None
-    expected: np.ndarray  # per row: the noise-free price of the house (see expected_prices)
+    expected: np.ndarray  # per row: (noise-free price, the same without the size) of the house
 
     def valid_rows(self) -> np.ndarray:
         """Rows with no label: valid, and not themselves a copy."""
@@ -332,6 +332,7 @@ class _Houses:
     status: np.ndarray
     price: np.ndarray
     expected_price: np.ndarray  # the price without its noise: the best any model can predict
+    expected_price_unsized: np.ndarray  # ... when the living area is not known (its median)
     brokered_by: np.ndarray
     street: np.ndarray
     prev_sold_date: np.ndarray
@@ -367,6 +368,10 @@ def _draw_houses(rng: np.random.Generator, n: int, shift: float, inflation: floa
         + np.log(inflation)
     )
     log_price = log_expected + 0.15 * rng.standard_t(4, n)
+    # Without the size: its mean log given rooms and regime replaces it (both noises are
+    # symmetric, so this is the price's conditional median, the best guess under absolute error).
+    log_size_mean = np.log(620) + 0.27 * bed + 0.07 * bath + 0.15 * shift
+    log_unsized = log_expected + elasticity * (log_size_mean - np.log(size))
     price = np.clip(np.round(np.exp(log_price), -2), 5_000, MAX_PRICE / 2)
     rank = (rng.zipf(1.4, n) - 1) % _N_BROKERS
     days = (_LATEST_SOLD - _EARLIEST_SOLD).astype(int)
@@ -381,6 +386,7 @@ def _draw_houses(rng: np.random.Generator, n: int, shift: float, inflation: floa
         status=status,
         price=price,
         expected_price=np.clip(np.exp(log_expected), 5_000, MAX_PRICE / 2),
+        expected_price_unsized=np.clip(np.exp(log_unsized), 5_000, MAX_PRICE / 2),
         brokered_by=m.broker_ids[rank],
         street=rng.integers(1, 2_000_000, n).astype(float),
         prev_sold_date=sold.astype(str).astype(object),
@@ -528,7 +534,7 @@ def _draw_frame(config: SimulatorConfig, group: int, day: str, batch: int) -> _F
         labels,
         copied=np.zeros(n, dtype=bool),
         corrupted=corrupted,
-        expected=houses.expected_price,
+        expected=np.column_stack([houses.expected_price, houses.expected_price_unsized]),
     )
     valid = frame.valid_rows()
     dropped = valid[rng.random(len(valid)) < DROPPED_KEY_RATE]
@@ -614,15 +620,17 @@ def dirty_outcome(field: str) -> Literal["rejected", "repaired"]:
 
 
 def expected_prices(
-    config: SimulatorConfig, group_number: int, day: str, batch_number: int
+    config: SimulatorConfig, group_number: int, day: str, batch_number: int, *, sized: bool = True
 ) -> np.ndarray:
     """Per record of the batch, the house's price without the market's noise.
 
     Used as a prediction it scores the noise floor: the error no model can go below, which is
-    what ``bench/quality.py`` measures the served model against. The data-source API never
-    serves it, so it cannot reach training.
+    what ``bench/quality.py`` measures the served model against. ``sized=False`` gives the best
+    guess when the living area is unknown (the record lacks it): the floor of such rows. The
+    data-source API never serves either, so they cannot reach training.
     """
-    return _served_frame(config, group_number, day, batch_number).expected.copy()
+    frame = _served_frame(config, group_number, day, batch_number)
+    return frame.expected[:, 0 if sized else 1].copy()
 
 
 # --- sources -------------------------------------------------------------------------------------

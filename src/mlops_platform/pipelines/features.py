@@ -47,6 +47,9 @@ SOURCES: dict[str, str] = {
     "brokered_by": "brokered_by",
 }
 MISSING_CATEGORY = "<missing>"
+# Added to the lot before its log: a hundredth of an acre (435 sq ft), the smallest lots listed.
+# log1p would flatten every lot under an acre, where most of the lot's effect on price is.
+ACRE_FLOOR = 0.01
 
 
 class ListingFeatureBuilder(TransformerMixin, BaseEstimator):
@@ -73,7 +76,7 @@ class ListingFeatureBuilder(TransformerMixin, BaseEstimator):
         out["bed"] = pd.to_numeric(X["bed"], errors="coerce").astype(float)
         out["bath"] = pd.to_numeric(X["bath"], errors="coerce").astype(float)
         out["log_house_size"] = np.log1p(pd.to_numeric(X["house_size"], errors="coerce"))
-        out["log_acre_lot"] = np.log1p(pd.to_numeric(X["acre_lot"], errors="coerce"))
+        out["log_acre_lot"] = np.log(pd.to_numeric(X["acre_lot"], errors="coerce") + ACRE_FLOOR)
         out["years_since_sold"] = (self.reference_year_ - sold_year).astype(float)
         out["broker_listings"] = _counts(X["brokered_by"], self.broker_counts_)
         out["street_listings"] = _counts(X["street"], self.street_counts_)

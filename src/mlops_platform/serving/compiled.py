@@ -37,6 +37,7 @@ from sklearn.preprocessing import (
 )
 
 from mlops_platform.pipelines.features import (
+    ACRE_FLOOR,
     HIGH_CARDINALITY,
     LOW_CARDINALITY,
     MISSING_CATEGORY,
@@ -45,7 +46,16 @@ from mlops_platform.pipelines.features import (
     raw_frame,
 )
 from mlops_platform.pipelines.linear_trees import LinearTrees
-from mlops_platform.schema import FEATURES
+from mlops_platform.schema import (
+    EXAMPLE_RECORD,
+    FEATURES,
+    MAX_ACRES,
+    MAX_HOUSE_SIZE,
+    MAX_ROOMS,
+    MIN_SOLD_DATE,
+    OPTIONAL_FIELDS,
+    STATUSES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,10 @@ CATEGORICAL: tuple[str, ...] = (*LOW_CARDINALITY, *HIGH_CARDINALITY)
 
 class CompileError(Exception):
     """The model has a part the compiled path cannot reproduce exactly (or it did not match)."""
+
+
+class CompiledMismatch(CompileError):
+    """The compiled path compiled, but predicted otherwise than the pipeline: a bug to alert on."""
 
 
 # --- raw record values -------------------------------------------------------------------------
@@ -117,7 +131,8 @@ class _Features:
             for r in records
         ]
         x = np.array(rows, dtype=np.float64).reshape(len(rows), len(NUMERIC))
-        x[:, 2:4] = np.log1p(x[:, 2:4])
+        x[:, 2] = np.log1p(x[:, 2])
+        x[:, 3] = np.log(x[:, 3] + ACRE_FLOOR)
         no_size = np.isnan(x[:, 2])
         x[:, 7:9] = np.where(no_size[:, None], x[:, 0:2], 0.0)  # rooms without size
         return x
@@ -545,10 +560,37 @@ def frame_records(frame: pd.DataFrame) -> list[Record]:
     return [{k: None if _is_missing(v) else v for k, v in r.items()} for r in records]
 
 
+def edge_rows() -> pd.DataFrame:
+    """Listings where a rewrite of the features would go wrong first, as a raw frame: every
+    category unseen, every optional field missing (alone and all at once), every status, numbers
+    at zero and at the schema's limits (beyond any training range), the oldest sale date. Fixed,
+    so every model version is checked on the same rows. (Exact tree split thresholds are checked
+    by the unit tests, which can search the fitted trees for them.)"""
+    base = EXAMPLE_RECORD
+    unseen = {
+        "city": "Unseen City",
+        "zip_code": "00001",
+        "brokered_by": "unseen-broker",
+        "street": "unseen-street",
+        "state": "Guam",
+    }
+    records = [base, {**base, **unseen}, {**base, **dict.fromkeys(OPTIONAL_FIELDS)}]
+    records += [{**base, name: value} for name, value in unseen.items()]
+    records += [{**base, name: None} for name in OPTIONAL_FIELDS]
+    records += [{**base, "status": status} for status in STATUSES]
+    limits = {"bed": MAX_ROOMS, "bath": MAX_ROOMS, "acre_lot": MAX_ACRES}
+    records += [{**base, name: value} for name, value in limits.items()]
+    records += [{**base, name: 0} for name in ("bed", "bath", "acre_lot")]
+    records += [{**base, "house_size": size} for size in (1.0, MAX_HOUSE_SIZE)]
+    records.append({**base, "prev_sold_date": MIN_SOLD_DATE.isoformat()})
+    return raw_frame(records)
+
+
 def verify(
     compiled: CompiledModel | CompiledSum, model: Any, frame: pd.DataFrame, rtol: float = 1e-6
 ) -> float:
-    """Max relative difference to ``model.predict`` on ``frame``; CompileError above ``rtol``."""
+    """Max relative difference to ``model.predict`` on ``frame``; CompiledMismatch above
+    ``rtol``."""
     if frame.empty:
         raise CompileError("no sample rows to verify the compiled model against")
     expected = np.asarray(model.predict(frame[list(FEATURES)]), dtype=np.float64)
@@ -557,15 +599,20 @@ def verify(
         relative = np.abs(got - expected) / np.abs(expected)
     worst = float(np.max(np.where(got == expected, 0.0, relative)))
     if not worst <= rtol:  # NaN counts as a mismatch
-        raise CompileError(f"compiled predictions differ from the pipeline by {worst:.3g} > {rtol}")
+        raise CompiledMismatch(
+            f"compiled predictions differ from the pipeline by {worst:.3g} > {rtol}"
+        )
     return worst
 
 
 class Predictor(Protocol):
-    """What the API serves with: ``path`` says which, ``reason`` why it is not compiled."""
+    """What the API serves with: ``path`` says which, ``reason`` why it is not compiled, and
+    ``mismatch`` whether that is because the compiled path predicted otherwise (alerted on)."""
 
     path: str
     reason: str | None
+    mismatch: bool
+    verified_rows: int  # rows the compiled path was checked on (0 when it is not served)
 
     def predict_records(self, records: Sequence[Record]) -> np.ndarray: ...
 
@@ -576,8 +623,10 @@ class CompiledPredictor:
 
     compiled: CompiledModel | CompiledSum
     max_relative_difference: float
+    verified_rows: int = 0
     path: str = "compiled"
     reason: str | None = None
+    mismatch: bool = False
 
     def predict_records(self, records: Sequence[Record]) -> np.ndarray:
         return self.compiled.predict_records(records)
@@ -600,6 +649,8 @@ class PipelinePredictor:
 
     model: Any
     reason: str | None = None
+    mismatch: bool = False
+    verified_rows: int = 0
     path: str = "pipeline"
 
     def predict_records(self, records: Sequence[Record]) -> np.ndarray:
@@ -609,14 +660,18 @@ class PipelinePredictor:
 
 
 def build_predictor(model: Any, sample_frame: pd.DataFrame, rtol: float = 1e-6) -> Predictor:
-    """The compiled path if it builds and matches the pipeline on ``sample_frame``, else the
-    pipeline, with the reason."""
+    """The compiled path if it builds and matches the pipeline on ``sample_frame`` (the version's
+    SHAP background rows, when it has them) and on :func:`edge_rows`, else the pipeline, with
+    the reason."""
+    frame = pd.concat([sample_frame, edge_rows()], ignore_index=True)
     try:
         compiled = compile_model(model)
-        worst = verify(compiled, model, sample_frame, rtol)
+        worst = verify(compiled, model, frame, rtol)
     except Exception as error:  # any failure means: serve the model itself, and say why
         reason = f"{type(error).__name__}: {error}"
         log.warning("serving the sklearn pipeline, not the compiled path: %s", reason)
-        return PipelinePredictor(model, reason)
-    log.info("serving the compiled model (max relative difference %.2g)", worst)
-    return CompiledPredictor(compiled, worst)
+        return PipelinePredictor(model, reason, mismatch=isinstance(error, CompiledMismatch))
+    log.info(
+        "serving the compiled model (max relative difference %.2g on %d rows)", worst, len(frame)
+    )
+    return CompiledPredictor(compiled, worst, verified_rows=len(frame))

@@ -92,6 +92,13 @@ class ApiMetrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.compiled_mismatch = Gauge(
+            "mlops_api_compiled_mismatch",
+            "1 when the served version's compiled path predicted otherwise than its pipeline "
+            "(the API serves the pipeline)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.reloads = Counter(
             "mlops_api_model_reloads_total", "Model (re)loads", ["outcome"], registry=r
         )
@@ -134,8 +141,11 @@ class ApiMetrics:
         for value in values[np.isfinite(values)].tolist():  # a NaN would poison the sum for good
             observe(value)
 
-    def serving(self, name: str, version: str, run_id: str, path: str) -> None:
+    def serving(
+        self, name: str, version: str, run_id: str, path: str, mismatch: bool = False
+    ) -> None:
         """Point ``mlops_api_model_info`` at the model now served (the old series goes away)."""
+        self.compiled_mismatch.set(1 if mismatch else 0)
         labels = (name, version, run_id, path)
         if self._served is not None and self._served != labels:
             self.model_info.labels(*self._served).set(0)  # what multiprocess mode keeps

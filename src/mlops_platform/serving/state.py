@@ -30,6 +30,7 @@ from mlops_platform.settings import Settings
 log = logging.getLogger(__name__)
 
 _TRAINING_TAGS = ("data_version", "first_batch_id", "max_batch_id", "train_rows")
+VERIFY_ROWS = 64  # background rows the compiled path is checked on, besides the edge rows
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class LoadedModel:
             "tags": tags,
             "path": self.predictor.path,
             "path_reason": self.predictor.reason,
+            "path_verified_rows": self.predictor.verified_rows,
             "explain_available": self.background is not None,
             "loaded_at": self.loaded_at,
         }
@@ -86,9 +88,10 @@ def load_version(settings: Settings, version: ModelVersion) -> LoadedModel:
     model = registry.load(settings, version)
     metrics = registry.client(settings).get_run(version.run_id).data.metrics
     background = _background(version)
-    sample = background.head(64) if background is not None else raw_frame([EXAMPLE_RECORD])
+    # Verified on the background when it exists, always on the fixed edge rows (build_predictor).
+    sample = background.head(VERIFY_ROWS) if background is not None else raw_frame([])
     predictor = build_predictor(model, sample)
-    records = frame_records(sample.head(8))
+    records = frame_records(sample.head(8)) if not sample.empty else [EXAMPLE_RECORD]
     check = predictor.predict_records(records)
     if len(check) != len(records) or not np.all(np.isfinite(check)):
         raise ValueError(f"version {version.version} predicts {check!r} on known-good rows")
@@ -168,18 +171,36 @@ class ModelHolder:
             return RefreshResult("failed", previous, previous, detail)
         self.current = loaded  # the swap: one reference assignment
         self.metrics.reloads.labels(outcome="ok").inc()
-        path = loaded.predictor.path
-        self.metrics.serving(target.name, target.version, target.run_id, path)
-        log.info("serving %s version %s (%s path)", target.name, target.version, path)
+        self._announce(loaded)
         detail = f"serving version {target.version}"
         return RefreshResult("loaded", target.version, previous, detail)
 
     def _catch_up(self, current: LoadedModel, target: ModelVersion) -> None:
-        """Same version, newer facts: tags set after promotion, a SHAP background logged late."""
+        """Same version, newer facts: tags set after promotion, a SHAP background logged late.
+        A late background is also what the compiled path is verified on again."""
         background = current.background if current.background is not None else _background(target)
-        gained_background = current.background is None and background is not None
-        if gained_background or target.tags != current.version.tags:
-            self.current = replace(current, version=target, background=background)
+        if background is not None and current.background is None:
+            predictor = build_predictor(current.model, background.head(VERIFY_ROWS))
+            self.current = replace(
+                current, version=target, background=background, predictor=predictor
+            )
+            self._announce(self.current)
+        elif target.tags != current.version.tags:
+            self.current = replace(current, version=target)
+
+    def _announce(self, loaded: LoadedModel) -> None:
+        """Metrics and log say which version is served, on which path, and why not compiled."""
+        version, predictor = loaded.version, loaded.predictor
+        self.metrics.serving(
+            version.name, version.version, version.run_id, predictor.path, predictor.mismatch
+        )
+        log.info(
+            "serving %s version %s (%s path%s)",
+            version.name,
+            version.version,
+            predictor.path,
+            f": {predictor.reason}" if predictor.reason else "",
+        )
 
 
 @dataclass(frozen=True)

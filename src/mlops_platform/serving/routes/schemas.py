@@ -49,6 +49,10 @@ class ModelInfo(BaseModel):
     tags: dict[str, str]
     path: str = Field(description="How predictions are computed: compiled or pipeline.")
     path_reason: str | None = Field(description="Why the pipeline serves, not the compiled path.")
+    path_verified_rows: int = Field(
+        description="Rows the compiled path matched the pipeline on: the fixed edge rows, plus "
+        "the version's SHAP background rows once they exist (0 when the pipeline serves)."
+    )
     explain_available: bool
     loaded_at: str
 
