@@ -2,8 +2,10 @@
 
 Wiring only: each task calls a function of :mod:`mlops_platform.pipelines` and passes plain values.
 Settings come from the ``MLOPS_*`` environment of the worker, read by ``load_settings()`` inside
-each task (never at import time, so parsing this file needs no configuration). The schedule is
-``MLOPS_DATA_SCHEDULE`` when set (any Airflow schedule string), hourly otherwise.
+each task (never at import time, so parsing this file needs no configuration). The pipelines'
+modules are imported inside the tasks too, when they run: the dag-processor parses this file every
+30 s and needs none of them. The schedule is ``MLOPS_DATA_SCHEDULE`` when set (any Airflow schedule
+string), hourly otherwise.
 
 "No more data" (the source's normal end) skips the run instead of failing it. The asset
 ``clean_data`` gets an event only when new clean rows were written, so ``modeling_pipeline``
@@ -20,9 +22,6 @@ from typing import Any
 from airflow.sdk import Asset, AssetAlias, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from mlops_platform.pipelines.clean import clean as clean_new_batches
-from mlops_platform.pipelines.ingest import fetch as fetch_batch
-from mlops_platform.pipelines.ingest import ingest as store_batch
 from mlops_platform.settings import load_settings
 
 log = logging.getLogger("mlops_platform.dags.data_pipeline")
@@ -53,6 +52,9 @@ NETWORK_RETRIES = {
 def data_pipeline() -> None:
     @task(execution_timeout=timedelta(minutes=5), **NETWORK_RETRIES)
     def fetch() -> dict[str, Any]:
+        # Imported here, when the task runs: parsing needs no HTTP client or database driver.
+        from mlops_platform.pipelines.ingest import fetch as fetch_batch
+
         batch = fetch_batch(load_settings())
         if batch is None:
             raise AirflowSkipException("the data source has no more batches for this group/day")
@@ -67,6 +69,9 @@ def data_pipeline() -> None:
 
     @task(execution_timeout=timedelta(minutes=10))
     def ingest(batch: dict[str, Any]) -> dict[str, Any]:
+        # Imported here, when the task runs: parsing needs no database driver.
+        from mlops_platform.pipelines.ingest import ingest as store_batch
+
         stored = store_batch(load_settings(), batch)
         log.info(
             "batch %s %s RAW as batch id %s (%d rows)",
@@ -79,6 +84,9 @@ def data_pipeline() -> None:
 
     @task(execution_timeout=timedelta(minutes=20), outlets=[CLEAN_DATA_ALIAS])
     def clean(outlet_events: Any = None) -> dict[str, Any]:
+        # Imported here, when the task runs: parsing needs no validation schema or database.
+        from mlops_platform.pipelines.clean import clean as clean_new_batches
+
         result = clean_new_batches(load_settings())
         if result["cleaned"] > 0:
             outlet_events[CLEAN_DATA_ALIAS].add(

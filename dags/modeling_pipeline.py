@@ -2,7 +2,9 @@
 
 Wiring only: each task calls a function of :mod:`mlops_platform.pipelines.modeling` with the
 previous tasks' plain dicts. Settings come from the ``MLOPS_*`` environment of the worker, read by
-``load_settings()`` inside each task (never at import time).
+``load_settings()`` inside each task (never at import time). The modeling module (scikit-learn,
+MLflow, skops, SHAP, pandas: seconds to import) is imported inside each task, when it runs:
+the dag-processor parses this file every 30 s and needs none of it.
 
 Runs when ``data_pipeline`` writes new clean rows (asset ``clean_data``). A data version is
 decided once: a re-run finds the decision in ``model_history`` and trains nothing. The asset
@@ -19,7 +21,6 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, dag, task
 
-from mlops_platform.pipelines import modeling
 from mlops_platform.settings import load_settings
 
 log = logging.getLogger("mlops_platform.dags.modeling_pipeline")
@@ -41,6 +42,9 @@ PRODUCTION_MODEL_ALIAS = AssetAlias("production_model_promoted")
 def modeling_pipeline() -> None:
     @task(execution_timeout=timedelta(minutes=10))
     def decide() -> dict[str, Any]:
+        # Imported here, when the task runs: scikit-learn, MLflow and SHAP are not for parsing.
+        from mlops_platform.pipelines import modeling
+
         decision = modeling.decide(load_settings())
         if decision.get("already_decided"):
             outcome = "already decided, nothing to do"
@@ -56,6 +60,9 @@ def modeling_pipeline() -> None:
 
     @task(execution_timeout=timedelta(hours=1))
     def train(decision: dict[str, Any]) -> dict[str, Any] | None:
+        # Imported here, when the task runs: scikit-learn, MLflow and SHAP are not for parsing.
+        from mlops_platform.pipelines import modeling
+
         candidate = modeling.train(load_settings(), decision)
         log.info(
             "candidate: %s",
@@ -67,6 +74,9 @@ def modeling_pipeline() -> None:
     def evaluate(
         decision: dict[str, Any], candidate: dict[str, Any] | None
     ) -> dict[str, Any] | None:
+        # Imported here, when the task runs: scikit-learn, MLflow and SHAP are not for parsing.
+        from mlops_platform.pipelines import modeling
+
         evaluation = modeling.evaluate(load_settings(), decision, candidate)
         log.info(
             "evaluation: %s",
@@ -82,6 +92,9 @@ def modeling_pipeline() -> None:
         candidate: dict[str, Any] | None,
         evaluation: dict[str, Any] | None,
     ) -> dict[str, Any]:
+        # Imported here, when the task runs: scikit-learn, MLflow and SHAP are not for parsing.
+        from mlops_platform.pipelines import modeling
+
         promotion = modeling.promote(load_settings(), decision, candidate, evaluation)
         log.info(
             "promotion: %s",
@@ -91,6 +104,9 @@ def modeling_pipeline() -> None:
 
     @task(execution_timeout=timedelta(minutes=20))
     def explain(candidate: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Imported here, when the task runs: scikit-learn, MLflow and SHAP are not for parsing.
+        from mlops_platform.pipelines import modeling
+
         explanation = modeling.explain(load_settings(), candidate)
         log.info("SHAP: %s", explanation["shap_uri"] if explanation else "nothing to explain")
         return explanation
@@ -104,6 +120,9 @@ def modeling_pipeline() -> None:
         explanation: dict[str, Any] | None,
         outlet_events: Any = None,
     ) -> dict[str, Any]:
+        # Imported here, when the task runs: scikit-learn, MLflow and SHAP are not for parsing.
+        from mlops_platform.pipelines import modeling
+
         row = modeling.record(
             load_settings(), decision, candidate, evaluation, promotion, explanation
         )

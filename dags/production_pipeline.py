@@ -2,7 +2,9 @@
 
 Wiring only: each task calls a function of :mod:`mlops_platform.pipelines.publish`. Settings come
 from the ``MLOPS_*`` environment of the worker (``MLOPS_API_URL``, ``MLOPS_API_TOKEN``, the MLflow
-registry), read by ``load_settings()`` inside each task (never at import time).
+registry), read by ``load_settings()`` inside each task (never at import time). The publish module
+(MLflow's client, through the registry) is imported inside each task, when it runs: the
+dag-processor parses this file every 30 s and needs none of it.
 
 Runs when ``modeling_pipeline`` promotes a version (asset ``production_model``). Both calls are
 network calls, so both retry with exponential backoff; repeating them changes nothing.
@@ -16,7 +18,6 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, task
 
-from mlops_platform.pipelines import publish
 from mlops_platform.settings import load_settings
 
 log = logging.getLogger("mlops_platform.dags.production_pipeline")
@@ -43,12 +44,18 @@ NETWORK_RETRIES = {
 def production_pipeline() -> None:
     @task(execution_timeout=timedelta(minutes=5), **NETWORK_RETRIES)
     def notify() -> dict[str, Any]:
+        # Imported here, when the task runs: MLflow (via the registry) is not for parsing.
+        from mlops_platform.pipelines import publish
+
         answer = publish.notify(load_settings())
         log.info("model_update hook: %s, serving version %s", answer["outcome"], answer["version"])
         return answer
 
     @task(execution_timeout=timedelta(minutes=2), **NETWORK_RETRIES)
     def verify() -> dict[str, Any]:
+        # Imported here, when the task runs: MLflow (via the registry) is not for parsing.
+        from mlops_platform.pipelines import publish
+
         served = publish.verify(load_settings())
         log.info("the API serves %s version %s", served["model"], served["version"])
         return served
