@@ -7,12 +7,12 @@ saw. The serving model is the version under the alias (aliases, not the deprecat
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import pandas as pd
-import skops.io
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -22,6 +22,15 @@ from mlops_platform.schema import FEATURES
 from mlops_platform.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# skops looks every scipy ufunc up by name in every loaded module when it is first imported (by
+# trusted_types below, or by MLflow saving or loading a model). In an Airflow task process those
+# lookups reach Airflow's deprecated-import shims (airflow.utils.timezone and others), which warn
+# for any name asked, found or not: ~1,160 lines in each modeling task's log. Neither library is
+# ours to change and the lookups are harmless, so exactly those are ignored: FutureWarning
+# (Airflow's DeprecatedImportWarning) raised from skops' lookup module. skops is imported after
+# this, lazily, so the filter is in place before its first import.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"skops\.io\._utils$")
 
 # Types a model of ours may contain beyond skops' defaults; anything else is refused at save time.
 _TRUSTED_PREFIXES = (
@@ -52,6 +61,8 @@ def client(settings: Settings) -> MlflowClient:
 
 def trusted_types(model: Any) -> list[str]:
     """The non-default types skops must trust to load ``model``; all must be ours or sklearn's."""
+    import skops.io  # after the warnings filter above (see there)
+
     found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     foreign = [t for t in found if not t.startswith(_TRUSTED_PREFIXES)]
     if foreign:
