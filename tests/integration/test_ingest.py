@@ -133,5 +133,5 @@ def test_shared_database_holds_both_stores(shared_stores: Stores) -> None:
                 "WHERE table_schema IN ('raw_data', 'clean_data') GROUP BY 1 ORDER BY 1"
             )
         ).all()
-    assert schemas == [("clean_data", 5), ("raw_data", 4)]
+    assert schemas == [("clean_data", 6), ("raw_data", 4)]
     assert _counts(shared_stores) == (1, 500)
