@@ -78,6 +78,7 @@ bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
 	$(PY) bench/ingest.py
 	$(PY) bench/train.py
 	$(PY) bench/serve.py
+	$(PY) bench/dag_parse.py
 	$(PY) bench/local_platform.py
 	$(PY) bench/images.py
 
