@@ -11,7 +11,13 @@ from mlops_platform.pipelines import drift
 from mlops_platform.pipelines.explain import explain, explain_record, source_of
 from mlops_platform.pipelines.features import OUTPUTS, SOURCES, ListingFeatureBuilder
 from mlops_platform.pipelines.promote import judge
-from mlops_platform.pipelines.train import FAMILIES, choose, fit_candidates, recency_weights
+from mlops_platform.pipelines.train import (
+    FAMILIES,
+    at_most,
+    choose,
+    fit_candidates,
+    recency_weights,
+)
 from mlops_platform.schema import FEATURES
 from tests.support import clean_frame
 
@@ -100,6 +106,18 @@ def test_verdicts_say_why() -> None:
     broken = judge({**good, "bad_predictions": 3.0}, None, margin=0.01, r2_tolerance=0.01)
     assert not broken.promote
     assert "NaN" in broken.reason
+
+
+def test_family_selection_samples_rows_the_same_way_every_time() -> None:
+    """Candidates are compared on a fixed sample of a large train split, every batch kept."""
+    rng = np.random.default_rng(0)
+    keys = ["".join(rng.choice(list("0123456789abcdef"), 64)) for _ in range(20_000)]
+    rows = pd.DataFrame({"row_key": keys, "batch_id": np.repeat([1, 2, 3, 4], 5_000)})
+    sample = at_most(rows, 4_000)
+    assert 3_600 < len(sample) < 4_400
+    assert at_most(rows, 4_000).index.equals(sample.index)
+    assert sample["batch_id"].value_counts().min() > 800
+    assert at_most(rows, 30_000) is rows
 
 
 def test_recent_batches_weigh_more() -> None:

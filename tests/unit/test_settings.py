@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -75,3 +79,18 @@ def test_replace_validates_and_names_the_variable() -> None:
     assert settings.group_number == 3
     with pytest.raises(SettingsError, match="MLOPS_GROUP_NUMBER"):
         settings.replace(group_number=0)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_when_idle_unless_the_user_says_otherwise(
+    given: str | None, expected: str
+) -> None:
+    """Spinning OpenMP threads made a busy machine's fits 7x slower (docs/BENCHMARKS.md)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, mlops_platform; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected
