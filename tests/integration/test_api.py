@@ -35,6 +35,7 @@ from mlops_platform.local.postgres import LocalPostgres, free_port
 from mlops_platform.pipelines import modeling, registry
 from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.modeling import run_model_pipeline
+from mlops_platform.pipelines.train import FAMILIES
 from mlops_platform.schema import FEATURES, ListingFeatures
 from mlops_platform.serving.app import create_app
 from mlops_platform.serving.compiled import edge_rows, records_frame
@@ -196,7 +197,7 @@ def test_model_describes_the_served_version(trained: Trained, stores: Stores) ->
     body = described.json()
     assert body["version"] == trained.first
     assert body["alias"] == "production"
-    assert body["family"] in ("glm", "hgb")
+    assert body["family"] in FAMILIES
     assert {"test_mae", "test_rmse", "test_r2", "test_mape"} <= set(body["metrics"])
     assert body["promoted_at"]
     assert body["training_data"]["data_version"] == "batch-1"

@@ -50,7 +50,11 @@ def test_feature_builder_handles_missing_and_unseen(market: pd.DataFrame) -> Non
     assert list(out.columns) == list(OUTPUTS)
     assert np.isnan(out["log_house_size"].iloc[0])
     assert out["brokered_by"].iloc[0] == "<missing>"
-    assert out["street_listings"].iloc[1] == 0.0
+    assert out["broker_listings"].iloc[0] == 0.0  # no broker
+    assert out["street_listings"].iloc[1] == 1.0  # a street never seen is a street listed once
+    # Only ids listed more than once are kept: the fitted builder does not grow with the data.
+    assert min(builder.street_counts_.values(), default=2) >= 2
+    assert len(builder.street_counts_) < market["street"].nunique() / 10
     assert (out["zip3"].str.len() == 3).all()
 
 

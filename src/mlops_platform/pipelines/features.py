@@ -65,8 +65,8 @@ class ListingFeatureBuilder(TransformerMixin, BaseEstimator):
         self.reference_year_ = float(
             2020.0 if pd.isna(latest) else latest.year + latest.day_of_year / 365.25
         )
-        self.broker_counts_ = X["brokered_by"].dropna().astype(str).value_counts().to_dict()
-        self.street_counts_ = X["street"].dropna().astype(str).value_counts().to_dict()
+        self.broker_counts_ = _repeated(X["brokered_by"])
+        self.street_counts_ = _repeated(X["street"])
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -95,8 +95,18 @@ class ListingFeatureBuilder(TransformerMixin, BaseEstimator):
         return np.asarray(OUTPUTS, dtype=object)
 
 
+def _repeated(values: pd.Series) -> dict[str, int]:
+    """Listings per id, for ids listed more than once. Ids seen once (most streets) are left out:
+    they would make the fitted model grow with the data (100 MB at 100k rows) for no signal."""
+    counts = values.dropna().astype(str).value_counts()
+    return counts[counts > 1].to_dict()
+
+
 def _counts(values: pd.Series, counts: dict[str, int]) -> pd.Series:
-    return values.astype("string").map(counts).astype(float).fillna(0.0)
+    """Listings with the same id: 0 when there is no id, 1 for an id listed once or never seen."""
+    present = values.notna().to_numpy()
+    looked_up = values.astype("string").map(counts).astype(float).fillna(1.0)
+    return looked_up.where(present, 0.0)
 
 
 def _category(values: pd.Series) -> pd.Series:

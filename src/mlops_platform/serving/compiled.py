@@ -123,8 +123,8 @@ class _Features:
                 _number(r.get("house_size")),
                 _number(r.get("acre_lot")),
                 self.reference_year - _sold_year(r.get("prev_sold_date")),
-                0.0 if _is_missing(b := r.get("brokered_by")) else brokers.get(str(b), 0.0),
-                0.0 if _is_missing(s := r.get("street")) else streets.get(str(s), 0.0),
+                0.0 if _is_missing(b := r.get("brokered_by")) else brokers.get(str(b), 1.0),
+                0.0 if _is_missing(s := r.get("street")) else streets.get(str(s), 1.0),
                 0.0,
                 0.0,
             )
