@@ -35,7 +35,7 @@ from mlops_platform.settings import load_settings
 from mlops_platform.pipelines.modeling import run_model_pipeline
 logging.disable(logging.WARNING)
 row = run_model_pipeline(load_settings())
-print(json.dumps({k: row[k] for k in ("outcome", "timings", "candidate_family",
+print(json.dumps({k: row[k] for k in ("outcome", "timings", "train_steps", "candidate_family",
                   "validation_metrics", "candidate_metrics")}, default=str))
 """
 
@@ -97,6 +97,8 @@ def main() -> None:
                 print(f"rows_{size}_peak_rss_mb={peak_mb:.0f}")
                 for step, seconds in timings.items():
                     print(f"rows_{size}_{step}_s={seconds:.1f}")
+                for step, seconds in (report["train_steps"] or {}).items():
+                    print(f"rows_{size}_train_{step.replace(' ', '_')}_s={seconds:.1f}")
                 print(f"rows_{size}_shap_share={timings['explain'] / wall:.3f}")
                 print(f"rows_{size}_family={report['candidate_family']}")
                 for family, scores in validation.items():

@@ -178,17 +178,21 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
             "family": existing.tags.get("family"),
             "validation": None,
         }
+    started = time.perf_counter()
     clean = make_engine(settings.clean_url)
     try:
         frame = load_listings(clean, up_to_batch=decision["max_batch_id"])
     finally:
         clean.dispose()
     train_rows = frame[frame["split"] == "train"]
+    steps = {"load": time.perf_counter() - started}
     candidates = fit_candidates(
         train_rows, seed=settings.train_seed, half_life=settings.recency_half_life
     )
     best = choose(candidates)
+    steps["compare families"] = time.perf_counter() - started - sum(steps.values())
     model = refit(best, train_rows, seed=settings.train_seed, half_life=settings.recency_half_life)
+    steps[f"fit {best.family}"] = time.perf_counter() - started - sum(steps.values())
     validation = {c.family: c.validation for c in candidates}
     metrics = {
         f"validation_{metric}_{family}": value
@@ -214,11 +218,21 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
             "first_batch_id": str(int(frame["batch_id"].min())),
         },
     )
+    steps["register"] = time.perf_counter() - started - sum(steps.values())
+    log.info(
+        "%s: version %s (%s) from %d train rows; %s",
+        label,
+        version.version,
+        best.family,
+        len(train_rows),
+        ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items()),
+    )
     return {
         "version": version.version,
         "run_id": version.run_id,
         "family": best.family,
         "validation": validation,
+        "steps": {step: round(seconds, 3) for step, seconds in steps.items()},
     }
 
 
@@ -493,4 +507,5 @@ def run_model_pipeline(settings: Settings) -> dict[str, Any]:
     promotion = timed("promote", promote, decision, candidate, evaluation)
     explanation = timed("explain", explain, candidate)
     row = timed("record", record, decision, candidate, evaluation, promotion, explanation)
-    return {**row, "timings": timings}
+    train_steps = candidate.get("steps") if candidate else None
+    return {**row, "timings": timings, "train_steps": train_steps}
