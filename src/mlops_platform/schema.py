@@ -253,7 +253,11 @@ def _scalar(value: Any) -> Any:
 
 
 def _optional(normalise: Callable[[Any], Any]) -> BeforeValidator:
-    return BeforeValidator(lambda v: None if is_missing(v) else normalise(_scalar(v)))
+    def check(value: Any) -> Any:
+        return None if is_missing(value) else normalise(_scalar(value))
+
+    check.normalise = normalise  # type: ignore[attr-defined]  # read by schema_columns
+    return BeforeValidator(check)
 
 
 def _required(normalise: Callable[[Any], Any]) -> BeforeValidator:
@@ -262,6 +266,7 @@ def _required(normalise: Callable[[Any], Any]) -> BeforeValidator:
             raise MissingValue("is required but missing")
         return normalise(_scalar(value))
 
+    check.normalise = normalise  # type: ignore[attr-defined]  # read by schema_columns
     return BeforeValidator(check)
 
 

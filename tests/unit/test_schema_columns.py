@@ -1,0 +1,373 @@
+"""The column-wise path agrees with the per-record pydantic path on every dirty record.
+
+Hypothesis generates batches of messy records — numbers as text, every spelling of "no value",
+US and ISO dates, future and ancient dates, state codes and names, bad zips, out-of-range and
+boundary numbers, control characters, booleans, lists — and checks that ``check_columns`` gives
+exactly what ``Listing.model_validate`` gives record by record: accept or reject, every rule code
+and sentence, every normalised value.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from mlops_platform import schema_columns
+from mlops_platform.schema import (
+    FIELDS,
+    MAX_ACRES,
+    MAX_HOUSE_SIZE,
+    MAX_PRICE,
+    MAX_ROOMS,
+    OPTIONAL_FIELDS,
+    STATE_CODES,
+    Listing,
+    field_failures,
+)
+from mlops_platform.schema_columns import SchemaDrift, check_columns, fast_paths
+
+GOOD: dict[str, str] = {
+    "brokered_by": "103378",
+    "status": "for_sale",
+    "price": "325000",
+    "bed": "3",
+    "bath": "2",
+    "acre_lot": "0.25",
+    "street": "1698080",
+    "city": "Austin",
+    "state": "TX",
+    "zip_code": "78701",
+    "house_size": "1850",
+    "prev_sold_date": "2019-06-14",
+}
+
+# --- dirty text, as RAW holds it ------------------------------------------------------------------
+MISSING = ["", " ", "  \t", "NaN", "nan", "NAN", "null", "None", "NA", "n/a", "N/A", " NaN "]
+BOUNDS = [
+    "0",
+    "-0",
+    "-0.0",
+    "0.0",
+    "1",
+    "-1",
+    str(MAX_ROOMS),
+    str(MAX_ROOMS + 1),
+    f"{MAX_ROOMS}.0",
+    "2.5",
+    repr(MAX_PRICE),
+    str(int(MAX_PRICE)),
+    repr(MAX_PRICE + 1),
+    "1e9",
+    "1E9",
+    "1e+09",
+    repr(MAX_ACRES),
+    repr(MAX_HOUSE_SIZE),
+    repr(MAX_HOUSE_SIZE * 1.5),
+    "1e-99",
+    "1e99",
+    "9" * 20 + "." + "9" * 20 + "e99",
+    "1" * 400,
+    "inf",
+    "-inf",
+    "Infinity",
+    "1,000",
+    "+5",
+    "1_000",
+    ".5",
+    "5.",
+    " 3 ",
+    "3.0000000000000004",
+    "\u0663",  # an Arabic-Indic three: float() reads it
+    "0x10",
+]
+WORDS = [
+    "cheap",
+    "three",
+    "call agent",
+    "n.a.",
+    "true",
+    "false",
+    "True",
+    '["Austin"]',
+    "[]",
+    "{}",
+    '{"a": 1}',
+    "Aus\x00tin",
+    "New\tYork\n",
+    "San  Juan",
+    "  san   juan ",
+    "\x01",
+    "São Paulo",
+    "x" * 65,
+    "y" * 81,
+    'O\'Fallon, "The" \\ City',
+]
+DATES = [
+    "2019-06-14",
+    "6/14/2019",
+    "06/14/2019",
+    "2019-06-14T00:00:00",
+    "2019-06-14 13:45:00+02:00",
+    "14/6/2019",
+    "6/31/2019",
+    "2019/06/14",
+    "6-14-2019",
+    "2019-13-45",
+    "2021-02-29",
+    "2020-02-29",
+    "12/31/19",
+    "1899-12-31",
+    "1900-01-01",
+    "2025-12-31",
+    "2026-01-01",
+    "2026-01-02",
+    "2090-01-01",
+    "yesterday",
+]
+STATES = ["TX", "tx", "Texas", "TEXAS", " pr ", "Puerto Rico", "XX", "Atlantis", "Ontario"]
+ZIPS = ["601", "601.0", "00601", "78701", "78701-1234", "ABC12", "00000", "1234567", "12-345"]
+STATUSES = ["for_sale", "For Sale", "for-sale", "SOLD", "ready to build", "pending"]
+IDS = ["103378", "103378.0", "103378.00", "0012", "12.5", " 7 ", "1" * 64, "1" * 65 + ".0"]
+
+any_text = st.one_of(
+    st.sampled_from(MISSING + BOUNDS + WORDS + DATES + STATES + ZIPS + STATUSES + IDS),
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(-1e10, 1e10).map(lambda f: f"{f:.3f}"),
+    st.integers(1, 99999).map(lambda z: f"{z}.0"),
+    st.dates(date(1850, 1, 1), date(2100, 12, 31)).map(date.isoformat),
+    st.dates(date(1850, 1, 1), date(2100, 12, 31)).map(lambda d: f"{d.month}/{d.day}/{d.year}"),
+    st.sampled_from(sorted([*STATE_CODES, *STATE_CODES.values()])),
+    st.text(max_size=12),
+)
+_ints = st.integers
+_spellings = st.sampled_from(["{}", "{}.0", " {} "])
+VALID_TEXT: dict[str, st.SearchStrategy[str | None]] = {  # valid, in the ways sources write it
+    "brokered_by": st.one_of(
+        st.none(), _ints(0, 10**7).map(str), _ints(0, 10**7).map("{}.0".format)
+    ),
+    "status": st.sampled_from(["for_sale", "sold", "ready_to_build", "For Sale", "SOLD"]),
+    "price": st.one_of(_ints(1, 10**9).map(str), st.floats(0.01, MAX_PRICE).map(repr)),
+    "bed": st.one_of(
+        st.none(), st.tuples(_spellings, _ints(0, MAX_ROOMS)).map(lambda t: t[0].format(t[1]))
+    ),
+    "bath": st.one_of(st.none(), _ints(0, MAX_ROOMS).map(str)),
+    "acre_lot": st.one_of(st.none(), st.floats(0, MAX_ACRES).map(repr)),
+    "street": st.one_of(st.none(), _ints(0, 2 * 10**6).map("{}.0".format)),
+    "city": st.one_of(
+        st.sampled_from(["Austin", "san juan", "  NEW   york ", "O'Fallon", "St. Louis"]),
+        st.text("abcdefg XYZ-'", min_size=1, max_size=20).filter(str.strip),
+    ),
+    "state": st.sampled_from(sorted([*STATE_CODES, *STATE_CODES.values()])),
+    "zip_code": st.tuples(_spellings, _ints(1, 99999)).map(lambda t: t[0].format(t[1])),
+    "house_size": st.one_of(
+        st.none(), st.floats(1, MAX_HOUSE_SIZE).map(repr), _ints(1, 99999).map(str)
+    ),
+    "prev_sold_date": st.one_of(
+        st.none(),
+        st.dates(date(1900, 1, 1), date(2019, 1, 1)).map(date.isoformat),
+        st.dates(date(1900, 1, 1), date(2019, 1, 1)).map(lambda d: f"{d.month}/{d.day}/{d.year}"),
+    ),
+}
+# Each field is dirty about one time in four: most records keep most fields, so rows are kept,
+# repaired and rejected in the same batch.
+FIELD_TEXT: dict[str, st.SearchStrategy[str | None]] = {
+    name: st.integers(0, 3).flatmap(
+        lambda clean, name=name: VALID_TEXT[name] if clean else st.one_of(st.none(), any_text)
+    )
+    for name in FIELDS
+}
+
+
+@st.composite
+def raw_batches(draw: st.DrawFn) -> list[dict[str, str | None]]:
+    """A few distinct dirty records, then a batch drawn from them (so duplicates happen)."""
+    pool = draw(
+        st.lists(
+            st.fixed_dictionaries({name: FIELD_TEXT[name] for name in FIELDS}),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    picks = draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=30))
+    return [pool[i] for i in picks]
+
+
+# --- values of any JSON type, as an API request holds them -------------------------------------
+json_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 601.0, 103378.0, 3.0, 2.5, 1e9, 1e9 + 1]),
+    any_text,
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)
+
+
+VALID_JSON: dict[str, st.SearchStrategy[Any]] = {  # valid, as JSON types
+    **VALID_TEXT,
+    "brokered_by": st.one_of(VALID_TEXT["brokered_by"], _ints(0, 10**7).map(float)),
+    "price": st.one_of(_ints(1, 10**9), st.floats(0.01, MAX_PRICE)),
+    "bed": st.one_of(st.none(), _ints(0, MAX_ROOMS), _ints(0, MAX_ROOMS).map(float)),
+    "bath": st.one_of(st.none(), _ints(0, MAX_ROOMS)),
+    "acre_lot": st.one_of(st.none(), st.floats(0, MAX_ACRES), st.just(0)),
+    "street": st.one_of(st.none(), _ints(0, 2 * 10**6).map(float)),
+    "zip_code": st.one_of(_ints(1, 99999), _ints(1, 99999).map(float)),
+    "house_size": st.one_of(st.none(), st.floats(1, MAX_HOUSE_SIZE)),
+    "prev_sold_date": st.one_of(
+        VALID_TEXT["prev_sold_date"], st.dates(date(1900, 1, 1), date(2019, 1, 1))
+    ),
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, of the same type, and the same float sign (str(-0.0) differs from str(0.0))."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1, a) == math.copysign(1, b)
+        )
+    return a == b
+
+
+def _record_verdict(record: dict[str, Any], as_of: date) -> tuple[list, dict[str, Any] | None]:
+    """(failures, values) as the per-record path sees the record; values of the fields that did
+    not fail, read with the failed ones replaced by a valid value."""
+    context = {"as_of": as_of}
+    try:
+        return [], Listing.model_validate(record, context=context).model_dump()
+    except ValidationError as error:
+        failures = field_failures(error)
+    failed = {failure.field for failure in failures}
+    patched = {
+        **record,
+        **{name: None if name in OPTIONAL_FIELDS else GOOD[name] for name in failed},
+    }
+    values = Listing.model_validate(patched, context=context).model_dump()
+    return failures, {name: None if name in failed else values[name] for name in FIELDS}
+
+
+def _assert_columns_agree(records: list[dict[str, Any]], as_of: date) -> None:
+    columns = {name: [record[name] for record in records] for name in FIELDS}
+    checked = check_columns(columns, as_of=as_of)
+    for row, record in enumerate(records):
+        failures, values = _record_verdict(record, as_of)
+        assert checked.failures(row) == failures, record
+        assert _same(checked.values(row), values), (record, checked.values(row), values)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_batches(), st.dates(date(2019, 1, 1), date(2030, 1, 1)))
+@example([GOOD], date(2026, 1, 1))
+def test_raw_text_batches_agree_with_the_record_path(
+    records: list[dict[str, str | None]], as_of: date
+) -> None:
+    _assert_columns_agree(records, as_of)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                name: st.integers(0, 3).flatmap(
+                    lambda clean, name=name: VALID_JSON[name] if clean else json_value
+                )
+                for name in FIELDS
+            }
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_json_typed_batches_agree_with_the_record_path(records: list[dict[str, Any]]) -> None:
+    """Numbers, booleans, lists and objects as a JSON request holds them: the generic route."""
+    _assert_columns_agree(records, date(2026, 1, 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw_batches())
+def test_arrow_columns_and_lists_give_the_same_verdicts(
+    records: list[dict[str, str | None]],
+) -> None:
+    as_of = date(2026, 1, 1)
+    lists = check_columns({n: [r[n] for r in records] for n in FIELDS}, as_of=as_of)
+    arrow = check_columns(
+        {n: pa.array([r[n] for r in records], pa.string()) for n in FIELDS}, as_of=as_of
+    )
+    for row in range(len(records)):
+        assert lists.failures(row) == arrow.failures(row)
+        assert _same(lists.values(row), arrow.values(row))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,2})?", fullmatch=True),
+            st.floats(allow_nan=False, allow_infinity=False).map(repr),
+            st.integers(0, 10**30).map(str),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_the_number_fast_path_reads_what_float_reads(texts: list[str]) -> None:
+    """Every plain decimal the fast path takes is parsed as float() parses it (to the bit)."""
+    rows = len(texts)
+    columns = {name: [GOOD[name]] * rows for name in FIELDS}
+    for name in ("price", "acre_lot", "house_size", "bed"):
+        checked = check_columns({**columns, name: texts}, as_of=date(2026, 1, 1))
+        for row, text in enumerate(texts):
+            failures, values = _record_verdict({**GOOD, name: text}, date(2026, 1, 1))
+            assert checked.failures(row) == failures
+            assert _same(checked.values(row)[name], values[name]), text
+
+
+def test_the_high_cardinality_fields_have_fast_paths() -> None:
+    """Read from the model: if a schema change takes one away, cleaning slows down, so say so."""
+    assert fast_paths() == {
+        "brokered_by": "identifier",
+        "price": "number",
+        "bed": "number",
+        "bath": "number",
+        "acre_lot": "number",
+        "street": "identifier",
+        "house_size": "number",
+    }
+
+
+def test_a_fast_path_that_drifts_from_the_schema_is_caught(monkeypatch) -> None:
+    """Each call re-validates a sample of what the fast paths accepted with the field's own
+    validator; a difference stops cleaning instead of writing a value the schema would not."""
+    real = schema_columns._fast
+
+    def drifted(rule, dictionary):
+        accepted, values = real(rule, dictionary)
+        if rule.name == "price":
+            values = [None if v is None else v * 1000 for v in values]
+        return accepted, values
+
+    monkeypatch.setattr(schema_columns, "_fast", drifted)
+    with pytest.raises(SchemaDrift, match="price: the number fast path read '325000'"):
+        check_columns({name: [GOOD[name]] for name in FIELDS}, as_of=date(2026, 1, 1))
+
+
+def test_columns_must_be_complete_and_of_one_length() -> None:
+    columns = {name: [GOOD[name]] for name in FIELDS}
+    with pytest.raises(ValueError, match="missing: price"):
+        check_columns({k: v for k, v in columns.items() if k != "price"})
+    with pytest.raises(ValueError, match="differ in length"):
+        check_columns({**columns, "city": ["Austin", "Boston"]})
