@@ -132,9 +132,6 @@ def register(
             # Stated, not inferred: inference costs ~3 s per model and picks up dev tools.
             # Serving also needs this package (the feature builder), which its image installs.
             pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
-            # MLflow would load the model back and predict the input example (~2 s at 100k
-            # rows); evaluate does exactly that on the test rows right after, and fails loudly.
-            validate_serving_input=False,
         )
     version = str(info.registered_model_version)
     for key, value in {**tags, "family": family}.items():
