@@ -408,3 +408,71 @@ def test_the_repairs_migration_applies_on_a_store_at_clean_0003(postgres: LocalP
         engine.dispose()
     finally:
         postgres.drop_database("clean_at_0003")
+
+
+def test_text_that_csv_or_copy_treat_specially_lands_as_cleaned_in_memory(stores: Stores) -> None:
+    """RAW is read back as CSV and CLEAN is written as COPY text: values holding quotes, commas,
+    tabs, newlines, backslashes, the NUL-escape or an empty string come out of CLEAN as
+    clean_rows makes them from RAW's text, repairs keep RAW's very text, and the batch's
+    duplicate of an earlier batch is found."""
+    cities = [
+        'O\'Fallon, "Old" Town',
+        "Back\\slash City",
+        "Tab\tCity",
+        "New\nLine\r",
+        "\\N",
+        "Comma,,City",
+        "Ünïcödé  Åre",
+        '"',
+    ]
+    records = [{**GOOD, "street": str(i), "city": city} for i, city in enumerate(cities)]
+    records += [
+        {**GOOD, "street": "100", "brokered_by": 'a\\b,c\t"d"'},
+        {**GOOD, "street": "101", "bed": 'x,"y"\\z\n'},
+        {**GOOD, "street": "102", "city": ""},
+        {**GOOD, "street": "103", "city": "Nul\u0000City"},
+    ]
+    first = _ingest_records(stores, [GOOD])
+    batch_id = store_batch(stores.raw, received([*records, GOOD], 2)).batch_id
+    _clean(stores)
+    with stores.raw.connect() as conn:
+        received_on = conn.execute(
+            text("SELECT received_at FROM raw_data.batches WHERE id = :id"), {"id": batch_id}
+        ).scalar_one()
+    raw = _raw_text(stores, batch_id)
+    accepted, rejections = clean_rows(
+        [RawRow(batch_id, number, values) for number, values in sorted(raw.items())],
+        as_of=received_on.date(),
+        test_fraction=0.2,
+    )
+    with stores.clean.connect() as conn:
+        columns = [clean_listings.c[name] for name in ("batch_id", "row_number", *FIELDS)]
+        stored = conn.execute(
+            select(*columns, clean_listings.c.row_key, clean_listings.c.split)
+            .where(clean_listings.c.batch_id == batch_id)
+            .order_by(clean_listings.c.row_number)
+        ).all()
+    again = len(records)  # GOOD once more: kept in memory, a duplicate of batch `first` in CLEAN
+    expected = [row.as_tuple() for row in accepted if row.row_number != again]
+    assert [tuple(row) for row in stored] == expected
+    assert {row.listing.city for row in accepted} >= {
+        'O\'Fallon, "Old" Town',
+        "Back\\Slash City",
+        "Tab City",
+        "New Line",
+        "\\N",
+        "Ünïcödé Åre",
+    }
+    outcomes = _outcomes(stores, batch_id)
+    assert outcomes[again] == (
+        "duplicate",
+        f"exact duplicate of the listing in batch {first}, row 0",
+    )
+    assert {(r.row_number, r.rule) for r in rejections} <= {
+        (n, rule) for n, (rule, _) in outcomes.items()
+    }
+    assert _repairs(stores, batch_id)[len(cities) + 1][0][:3] == (
+        "bed",
+        "bed:invalid",
+        'x,"y"\\z\n',
+    )

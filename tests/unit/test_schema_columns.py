@@ -2,9 +2,10 @@
 
 Hypothesis generates batches of messy records — numbers as text, every spelling of "no value",
 US and ISO dates, future and ancient dates, state codes and names, bad zips, out-of-range and
-boundary numbers, control characters, booleans, lists — and checks that ``check_columns`` gives
-exactly what ``Listing.model_validate`` gives record by record: accept or reject, every rule code
-and sentence, every normalised value.
+boundary numbers, control characters, booleans, lists — and checks that ``check_columns`` and
+``clean_rows`` (column-wise) give exactly what ``Listing.model_validate`` and ``validate_row``
+(record by record) give: accept or reject, every rule code and sentence, every repair, every
+normalised value, the same duplicates and the same split.
 """
 
 from __future__ import annotations
@@ -15,11 +16,24 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from mlops_platform import schema_columns
+from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
+from mlops_platform.pipelines.clean import (
+    CleanRow,
+    RawRow,
+    Rejection,
+    _in_test,
+    clean_rows,
+    listing_identity,
+    row_key,
+    split_of,
+    validate_row,
+)
+from mlops_platform.pipelines.ingest import as_text
 from mlops_platform.schema import (
     FIELDS,
     MAX_ACRES,
@@ -268,6 +282,62 @@ def _assert_columns_agree(records: list[dict[str, Any]], as_of: date) -> None:
         assert _same(checked.values(row), values), (record, checked.values(row), values)
 
 
+def _reference_clean(
+    rows: list[RawRow], as_of: date, test_fraction: float
+) -> tuple[list[CleanRow], list[Rejection]]:
+    """The per-record clean: validate_row, then duplicates and the split, row by row."""
+    accepted, rejections = [], []
+    first_seen: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        checked = validate_row(row, {"as_of": as_of})
+        if isinstance(checked, Rejection):
+            rejections.append(checked)
+            continue
+        listing, repairs = checked
+        key = row_key(listing)
+        if key in first_seen:
+            earlier = first_seen[key]
+            rejections.append(
+                Rejection(
+                    row.batch_id,
+                    row.row_number,
+                    "duplicate",
+                    f"exact duplicate of the listing in batch {earlier[0]}, row {earlier[1]}",
+                )
+            )
+            continue
+        first_seen[key] = (row.batch_id, row.row_number)
+        split = split_of(listing_identity(listing), test_fraction)
+        accepted.append(CleanRow(row.batch_id, row.row_number, listing, key, split, repairs))
+    return accepted, rejections
+
+
+def _assert_clean_agrees(records: list[dict[str, Any]], as_of: date) -> None:
+    rows = [RawRow(3, 10 + i, record) for i, record in enumerate(records)]
+    accepted, rejections = clean_rows(rows, as_of=as_of, test_fraction=0.3)
+    expected, expected_rejections = _reference_clean(rows, as_of, 0.3)
+    for kind, seen in (
+        ("a row kept", accepted),
+        ("a row repaired", [row for row in accepted if row.repairs]),
+        ("a row rejected", [r for r in rejections if r.rule != "duplicate"]),
+        ("a duplicate", [r for r in rejections if r.rule == "duplicate"]),
+        ("both splits", {row.split for row in accepted} == {"train", "test"}),
+    ):
+        event(f"{kind}: {bool(seen)}")
+    assert rejections == expected_rejections
+    assert len(accepted) == len(expected)
+    for got, want in zip(accepted, expected, strict=True):
+        assert (got.batch_id, got.row_number, got.row_key, got.split, got.repairs) == (
+            want.batch_id,
+            want.row_number,
+            want.row_key,
+            want.split,
+            want.repairs,
+        )
+        assert _same(got.listing.model_dump(), want.listing.model_dump())
+        assert got.as_tuple() == want.as_tuple()
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw_batches(), st.dates(date(2019, 1, 1), date(2030, 1, 1)))
 @example([GOOD], date(2026, 1, 1))
@@ -275,6 +345,7 @@ def test_raw_text_batches_agree_with_the_record_path(
     records: list[dict[str, str | None]], as_of: date
 ) -> None:
     _assert_columns_agree(records, as_of)
+    _assert_clean_agrees(records, as_of)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -295,6 +366,7 @@ def test_raw_text_batches_agree_with_the_record_path(
 def test_json_typed_batches_agree_with_the_record_path(records: list[dict[str, Any]]) -> None:
     """Numbers, booleans, lists and objects as a JSON request holds them: the generic route."""
     _assert_columns_agree(records, date(2026, 1, 1))
+    _assert_clean_agrees(records, date(2026, 1, 1))
 
 
 @settings(max_examples=100, deadline=None)
@@ -336,6 +408,23 @@ def test_the_number_fast_path_reads_what_float_reads(texts: list[str]) -> None:
             assert _same(checked.values(row)[name], values[name]), text
 
 
+@settings(max_examples=300)
+@given(
+    st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=50),
+    st.sampled_from([0.0, 0.2, 0.25, 0.3, 1 / 3, 0.5, 1.0]),
+)
+def test_the_vectorised_split_is_split_of(digests: list[bytes], fraction: float) -> None:
+    # Digests whose first 60 bits sit right at the threshold, where rounding would show.
+    edge = int(fraction * 16**15)
+    digests += [
+        ((edge + delta) << 4).to_bytes(8, "big") + bytes(24)
+        for delta in (-2, -1, 0, 1, 2)
+        if 0 <= edge + delta < 2**60
+    ]
+    expected = [split_of(digest.hex(), fraction) == "test" for digest in digests]
+    assert _in_test(digests, fraction).tolist() == expected
+
+
 def test_the_high_cardinality_fields_have_fast_paths() -> None:
     """Read from the model: if a schema change takes one away, cleaning slows down, so say so."""
     assert fast_paths() == {
@@ -371,3 +460,26 @@ def test_columns_must_be_complete_and_of_one_length() -> None:
         check_columns({k: v for k, v in columns.items() if k != "price"})
     with pytest.raises(ValueError, match="differ in length"):
         check_columns({**columns, "city": ["Austin", "Boston"]})
+
+
+def test_records_lacking_keys_or_with_unknown_ones_agree_too() -> None:
+    as_of = date(2026, 1, 1)
+    records = [
+        {k: v for k, v in GOOD.items() if k != "price"},  # a required key missing
+        {k: v for k, v in GOOD.items() if k not in OPTIONAL_FIELDS},  # only the required ones
+        {**GOOD, "garage": "2"},  # an unknown key
+        GOOD,
+    ]
+    rows = [RawRow(1, i, record) for i, record in enumerate(records)]
+    assert clean_rows(rows, as_of=as_of, test_fraction=0.2) == _reference_clean(rows, as_of, 0.2)
+
+
+def test_a_big_batch_of_simulator_rows_agrees() -> None:
+    """The simulator's own dirt at scale (every dirty kind, duplicates), as RAW text."""
+    records = generate_batch(SimulatorConfig(batch_size=3000, dirty_rate=0.2), 1, "Monday", 2)
+    rows = [
+        RawRow(5, i, {name: as_text(record.get(name)) for name in FIELDS})
+        for i, record in enumerate(records)
+    ]
+    as_of = date(2026, 1, 1)
+    assert clean_rows(rows, as_of=as_of, test_fraction=0.2) == _reference_clean(rows, as_of, 0.2)

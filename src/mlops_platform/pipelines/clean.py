@@ -11,26 +11,45 @@ listing without it. A row whose only failures are optional fields (an unreadable
 impossible or future sale date...) is kept with those fields null, and each nulled field is
 recorded in ``clean_data.repairs`` with its rule and the text RAW received, so a source that
 writes one column oddly costs that column, not its rows.
+
+A batch is cleaned column-wise (:mod:`mlops_platform.schema_columns`: each distinct value of a
+column judged once by the schema's own field validator), read from RAW and written to CLEAN with
+COPY; :func:`validate_row` is the same verdict for one record.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+from psycopg.copy import QueuedLibpqWriter
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select, text
 
-from mlops_platform.schema import FIELDS, OPTIONAL_FIELDS, FieldFailure, Listing, field_failures
+from mlops_platform.schema import (
+    FIELDS,
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
+    FieldFailure,
+    Listing,
+    field_failures,
+)
+from mlops_platform.schema_columns import CheckedColumn, CheckedColumns, check_columns
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import make_engine
-from mlops_platform.storage.tables import batches, cleaned_batches, raw_listings
+from mlops_platform.storage.tables import batches, cleaned_batches
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +57,10 @@ DUPLICATE_RULE = "duplicate"
 _CLEAN_COLUMNS = ("batch_id", "row_number", *FIELDS, "row_key", "split")
 _REPAIR_COLUMNS = ("batch_id", "row_number", "field", "rule", "original", "reason")
 _REPAIRABLE = frozenset(OPTIONAL_FIELDS)
+_FIELD_SET = frozenset(FIELDS)
+_REQUIRED_SET = frozenset(REQUIRED_FIELDS)
 _LOCK_KEY = 0x6D6C6F7073  # "mlops": one cleaner at a time per CLEAN database
+_CHUNK_ROWS = 20_000  # rows of CLEAN sent per COPY write
 
 
 @dataclass(frozen=True)
@@ -124,9 +146,14 @@ def _merged(counts: dict[str, int], more: Counter[str]) -> dict[str, int]:
 _values = attrgetter(*FIELDS)
 
 
+def _material(value: Any) -> str:
+    """A clean value as it enters a row's hash: its text, or NUL for null."""
+    return "\x00" if value is None else str(value)
+
+
 def row_key(listing: Listing) -> str:
     """Content hash of a clean listing: equal rows (exact duplicates) share it."""
-    material = "\x1f".join(["\x00" if v is None else str(v) for v in _values(listing)])
+    material = "\x1f".join([_material(v) for v in _values(listing)])
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -148,7 +175,7 @@ _identity = attrgetter(*IDENTITY_FIELDS)
 
 def listing_identity(listing: Listing) -> str:
     """Hash of the fields that identify the house (IDENTITY_FIELDS), not the listing event."""
-    material = "\x1f".join(["\x00" if v is None else str(v) for v in _identity(listing)])
+    material = "\x1f".join([_material(v) for v in _identity(listing)])
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -157,37 +184,198 @@ def split_of(key: str, test_fraction: float) -> str:
     return "test" if int(key[:15], 16) / 16**15 < test_fraction else "train"
 
 
+# --- one batch, column-wise -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CleanBatch:
+    """A batch cleaned column-wise: the kept rows (positions in the input, in order, with their
+    row keys, splits and repairs) and the rejected ones (in row order)."""
+
+    batch_ids: np.ndarray  # per input row
+    row_numbers: np.ndarray  # per input row
+    checked: CheckedColumns
+    kept: np.ndarray  # positions of the kept rows
+    row_keys: list[str]  # per kept row
+    repairs: dict[int, tuple[Repair, ...]]  # position → repairs, kept rows only
+    rejections: list[Rejection]
+    texts: dict[str, pa.Array]  # per field, each slot's value as text (null for null)
+    test_fraction: float
+
+    def in_test(self, rows: np.ndarray) -> np.ndarray:
+        """Whether the kept rows ``rows`` (indices into ``kept``) are in the test split."""
+        identities = _digests(
+            self.checked, self.texts, IDENTITY_FIELDS, self.kept[rows], hexadecimal=False
+        )
+        return _in_test(identities, self.test_fraction)
+
+    @functools.cached_property
+    def test(self) -> np.ndarray:
+        return self.in_test(np.arange(len(self.kept)))
+
+    @property
+    def splits(self) -> list[str]:
+        return ["test" if test else "train" for test in self.test.tolist()]
+
+    def listing(self, position: int) -> Listing:
+        """The clean listing of a kept row (built, not validated again: it was validated)."""
+        return Listing.model_construct(**self.checked.values(position))
+
+    def clean_rows(self) -> list[CleanRow]:
+        return [
+            CleanRow(
+                int(self.batch_ids[position]),
+                int(self.row_numbers[position]),
+                self.listing(position),
+                key,
+                split,
+                self.repairs.get(position, ()),
+            )
+            for position, key, split in zip(
+                self.kept.tolist(), self.row_keys, self.splits, strict=True
+            )
+        ]
+
+
+def clean_columns(
+    batch_ids: Sequence[int] | np.ndarray,
+    row_numbers: Sequence[int] | np.ndarray,
+    columns: Mapping[str, Any],
+    *,
+    as_of: date,
+    test_fraction: float,
+    rejected: Mapping[int, Rejection] | None = None,
+) -> CleanBatch:
+    """Validate, repair, dedupe and split a batch given as columns (RAW text, or any values).
+
+    Each row gets the verdict :func:`validate_row` gives it; then duplicates are judged on the
+    repaired listing (first one kept) and each kept row is split by its identity. ``rejected``
+    names rows (by position) already rejected for what columns cannot hold (a missing required
+    key, an unknown one).
+    """
+    batch_ids = np.asarray(batch_ids, dtype=np.int64)
+    row_numbers = np.asarray(row_numbers, dtype=np.int64)
+    checked = check_columns(columns, as_of=as_of)
+    named: dict[int, Rejection] = dict(rejected or {})
+    failed = checked.failed_rows(REQUIRED_FIELDS)
+    for position in np.flatnonzero(failed).tolist():
+        named.setdefault(
+            position,
+            _rejection(
+                int(batch_ids[position]), int(row_numbers[position]), checked.failures(position)
+            ),
+        )
+    out = np.zeros(checked.rows, dtype=bool)
+    out[list(named)] = True
+    repairs = {
+        position: _repairs(
+            int(batch_ids[position]),
+            int(row_numbers[position]),
+            checked.failures(position),
+            {name: _raw_value(columns[name], position) for name in OPTIONAL_FIELDS},
+        )
+        for position in np.flatnonzero(checked.failed_rows(OPTIONAL_FIELDS) & ~out).tolist()
+    }
+    texts = {name: _slot_texts(checked.columns[name]) for name in FIELDS}
+    candidates = np.flatnonzero(~out)
+    keys = _digests(checked, texts, FIELDS, candidates, hexadecimal=True)
+    # The first row of each key is kept; a later one is its duplicate (and its repairs go too).
+    first = dict(zip(reversed(keys), reversed(candidates.tolist()), strict=True))
+    earliest = np.fromiter(map(first.__getitem__, keys), dtype=np.int64, count=len(keys))
+    repeated = earliest != candidates
+    for position, earlier in zip(
+        candidates[repeated].tolist(), earliest[repeated].tolist(), strict=True
+    ):
+        repairs.pop(position, None)
+        named[position] = _duplicate(
+            int(batch_ids[position]),
+            int(row_numbers[position]),
+            (int(batch_ids[earlier]), int(row_numbers[earlier])),
+        )
+    kept_keys = [key for key, again in zip(keys, repeated.tolist(), strict=True) if not again]
+    return CleanBatch(
+        batch_ids,
+        row_numbers,
+        checked,
+        candidates[~repeated],
+        kept_keys,
+        repairs,
+        [named[position] for position in sorted(named)],
+        texts,
+        test_fraction,
+    )
+
+
+def _raw_value(values: Any, position: int) -> Any:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values[position].as_py()
+    return values[position]
+
+
+def _slot_texts(column: CheckedColumn) -> pa.Array:
+    """Each slot's clean value as text (``str``, as row_key hashes it), null for null."""
+    return pa.array(
+        [None if value is None else str(value) for value in column.values], type=pa.string()
+    )
+
+
+def _digests(
+    checked: CheckedColumns,
+    texts: dict[str, pa.Array],
+    names: Sequence[str],
+    positions: np.ndarray,
+    *,
+    hexadecimal: bool,
+) -> list[Any]:
+    """SHA-256 of each row's material over ``names`` (what :func:`row_key` and
+    :func:`listing_identity` hash for the row's listing), the materials joined for all rows at
+    once; hex strings, or raw digests."""
+    if not len(positions):
+        return []
+    parts = [
+        pc.fill_null(texts[name], "\x00").take(checked.columns[name].ids[positions])
+        for name in names
+    ]
+    materials = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary()).to_pylist()
+    sha256 = hashlib.sha256
+    if hexadecimal:
+        return [sha256(material).hexdigest() for material in materials]
+    return [sha256(material).digest() for material in materials]
+
+
+def _in_test(identities: list[bytes], test_fraction: float) -> np.ndarray:
+    """:func:`split_of` for many identity digests at once: True where the row is in test.
+
+    ``int(key[:15], 16)`` is the digest's first 60 bits; divided by 16**15 (a power of two, so
+    the division only scales the correctly rounded float), as split_of does."""
+    if not identities:
+        return np.zeros(0, dtype=bool)
+    leading = np.frombuffer(b"".join(identities), dtype=">u8")[::4] >> np.uint64(4)
+    return leading.astype(np.float64) / float(16**15) < test_fraction
+
+
 def clean_rows(
     rows: Iterable[RawRow], *, as_of: date, test_fraction: float
 ) -> tuple[list[CleanRow], list[Rejection]]:
     """Validate and normalise raw rows, repairing failed optional fields; duplicates within the
     rows (judged on the repaired listing) are rejected, first one kept."""
-    accepted: list[CleanRow] = []
-    rejections: list[Rejection] = []
-    first_seen: dict[str, tuple[int, int]] = {}
+    rows = list(rows)
     context = {"as_of": as_of}
-    for row in rows:
-        checked = validate_row(row, context)
-        if isinstance(checked, Rejection):
-            rejections.append(checked)
-            continue
-        listing, repairs = checked
-        key = row_key(listing)
-        if key in first_seen:
-            rejections.append(_duplicate(row, first_seen[key]))
-            continue
-        first_seen[key] = (row.batch_id, row.row_number)
-        accepted.append(
-            CleanRow(
-                row.batch_id,
-                row.row_number,
-                listing,
-                key,
-                split_of(listing_identity(listing), test_fraction),
-                repairs,
-            )
-        )
-    return accepted, rejections
+    odd = {}
+    for position, row in enumerate(rows):
+        keys = row.values.keys()
+        if keys != _FIELD_SET and (keys - _FIELD_SET or _REQUIRED_SET - keys):
+            # Rejected whatever its values; pydantic words a missing key with the whole record.
+            odd[position] = validate_row(row, context)
+    batch = clean_columns(
+        [row.batch_id for row in rows],
+        [row.row_number for row in rows],
+        {name: [row.values.get(name) for row in rows] for name in FIELDS},
+        as_of=as_of,
+        test_fraction=test_fraction,
+        rejected=odd,
+    )
+    return batch.clean_rows(), batch.rejections
 
 
 def validate_row(
@@ -195,52 +383,59 @@ def validate_row(
 ) -> Rejection | tuple[Listing, tuple[Repair, ...]]:
     """The row's listing, with each failed optional field nulled and recorded as a Repair; a
     Rejection when any required field (or the record as a whole) fails, as a listing without its
-    price or location is no listing. The optional/required split is the schema's."""
+    price or location is no listing. The optional/required split is the schema's.
+
+    The verdict on one record, by pydantic; :func:`clean_columns` gives the same for a batch."""
     try:
         return Listing.model_validate(row.values, context=context), ()
     except ValidationError as error:
         failures = field_failures(error)
     if any(failure.field not in _REPAIRABLE for failure in failures):
-        return _rejection(row, failures)
-    repairs = _repairs(row, failures)
+        return _rejection(row.batch_id, row.row_number, failures)
+    repairs = _repairs(row.batch_id, row.row_number, failures, row.values)
     nulled = {**row.values, **dict.fromkeys((repair.field for repair in repairs), None)}
     try:
         return Listing.model_validate(nulled, context=context), repairs
     except ValidationError as error:  # a null optional field always validates; never crash on it
-        return _rejection(row, field_failures(error))
+        return _rejection(row.batch_id, row.row_number, field_failures(error))
 
 
-def _rejection(row: RawRow, failures: list[FieldFailure]) -> Rejection:
+def _rejection(batch_id: int, row_number: int, failures: list[FieldFailure]) -> Rejection:
     """Named by the first failed rule in field order; the reason lists every failure."""
     reason = "; ".join(failure.reason for failure in failures)
-    return Rejection(row.batch_id, row.row_number, failures[0].rule, reason)
+    return Rejection(batch_id, row_number, failures[0].rule, reason)
 
 
-def _repairs(row: RawRow, failures: list[FieldFailure]) -> tuple[Repair, ...]:
+def _repairs(
+    batch_id: int, row_number: int, failures: list[FieldFailure], raw: Mapping[str, Any]
+) -> tuple[Repair, ...]:
     """One repair per failed field (its first rule; every sentence), keeping RAW's text."""
     by_field: dict[str, list[FieldFailure]] = {}
     for failure in failures:
         by_field.setdefault(failure.field, []).append(failure)
     return tuple(
         Repair(
-            row.batch_id,
-            row.row_number,
+            batch_id,
+            row_number,
             name,
             failed[0].rule,
-            str(row.values.get(name)),
+            str(raw.get(name)),
             "; ".join(failure.reason for failure in failed),
         )
         for name, failed in by_field.items()
     )
 
 
-def _duplicate(row: RawRow, original: tuple[int, int]) -> Rejection:
+def _duplicate(batch_id: int, row_number: int, original: tuple[int, int]) -> Rejection:
     return Rejection(
-        row.batch_id,
-        row.row_number,
+        batch_id,
+        row_number,
         DUPLICATE_RULE,
         f"exact duplicate of the listing in batch {original[0]}, row {original[1]}",
     )
+
+
+# --- RAW in, CLEAN out ----------------------------------------------------------------------------
 
 
 def pending_batches(raw: Connection, clean: Connection) -> list[tuple[int, date]]:
@@ -250,16 +445,71 @@ def pending_batches(raw: Connection, clean: Connection) -> list[tuple[int, date]
     return [(batch_id, at.date()) for batch_id, at in received if batch_id not in done]
 
 
-def read_batch(raw: Connection, batch_id: int) -> list[RawRow]:
-    columns = [raw_listings.c[name] for name in FIELDS]
+_RAW_NAMES = ("row_number", *FIELDS)
+_RAW_CSV = {
+    "read_options": pa_csv.ReadOptions(column_names=list(_RAW_NAMES)),
+    # PostgreSQL's CSV quotes any value holding a quote, comma or line break, and writes NULL
+    # unquoted and empty, an empty string as "": exactly what these options read back.
+    "parse_options": pa_csv.ParseOptions(newlines_in_values=True),
+    "convert_options": pa_csv.ConvertOptions(
+        column_types={
+            name: pa.int64() if name == "row_number" else pa.string() for name in _RAW_NAMES
+        },
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        null_values=[""],
+    ),
+}
+
+
+def read_columns(raw: Connection, batch_id: int) -> tuple[np.ndarray, dict[str, pa.Array]]:
+    """A RAW batch as columns, in row order: its row numbers and each field's text (or null).
+
+    Read with ``COPY ... TO STDOUT (FORMAT csv)`` and parsed by pyarrow, so no Python object is
+    made per value."""
     query = (
-        select(raw_listings.c.row_number, *columns)
-        .where(raw_listings.c.batch_id == batch_id)
-        .order_by(raw_listings.c.row_number)
+        f"COPY (SELECT {', '.join(_RAW_NAMES)} FROM raw_data.listings "
+        f"WHERE batch_id = {int(batch_id)} ORDER BY row_number) TO STDOUT WITH (FORMAT csv)"
     )
-    return [
-        RawRow(batch_id, r[0], dict(zip(FIELDS, r[1:], strict=True))) for r in raw.execute(query)
+    buffer = io.BytesIO()
+    with raw.connection.driver_connection.cursor() as cursor, cursor.copy(query) as copy:
+        for data in copy:
+            buffer.write(data)
+    if not buffer.tell():
+        return np.zeros(0, dtype=np.int64), {name: pa.array([], pa.string()) for name in FIELDS}
+    buffer.seek(0)
+    table = pa_csv.read_csv(buffer, **_RAW_CSV)
+    return (
+        table.column("row_number").to_numpy(),
+        {name: table.column(name).combine_chunks() for name in FIELDS},
+    )
+
+
+def _copy_texts(texts: pa.Array) -> pa.Array:
+    """Slot texts in COPY's text format: backslash, tab, newline and CR escaped, NULL as \\N."""
+    for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+        texts = pc.replace_substring(texts, char, escaped)
+    return pc.fill_null(texts, "\\N")
+
+
+def _copy_payload(batch: CleanBatch, rows: np.ndarray) -> bytes:
+    """COPY text of ``clean_data.listings`` for the kept rows ``rows`` (indices into ``kept``),
+    built for all of them at once: every part is a column, joined element-wise by pyarrow."""
+    positions = batch.kept[rows]
+    parts = [
+        pc.cast(pa.array(batch.batch_ids[positions]), pa.string()),
+        pc.cast(pa.array(batch.row_numbers[positions]), pa.string()),
+        *(
+            _copy_texts(batch.texts[name]).take(batch.checked.columns[name].ids[positions])
+            for name in FIELDS
+        ),
+        pa.array([batch.row_keys[i] for i in rows.tolist()], type=pa.string()),
+        pc.if_else(pa.array(batch.in_test(rows)), "test\n", "train\n"),
     ]
+    lines = pc.binary_join_element_wise(*parts, "\t")
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
+    start, stop = offsets[lines.offset], offsets[lines.offset + len(lines)]
+    return lines.buffers()[2].to_pybytes()[start:stop]
 
 
 def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
@@ -273,38 +523,40 @@ def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[t
 
 
 def write_batch(
-    clean: Connection,
-    batch_id: int,
-    rows_read: int,
-    accepted: list[CleanRow],
-    rejections: list[Rejection],
+    clean: Connection, batch_id: int, rows_read: int, batch: CleanBatch
 ) -> BatchOutcome:
-    """Insert one batch's outcome; rows equal to listings of earlier batches become duplicates
+    """Write one batch's outcome; rows equal to listings of earlier batches become duplicates
     (and their repairs are dropped with them: only rows in ``listings`` have repairs)."""
-    columns = ", ".join(_CLEAN_COLUMNS)
-    clean.execute(
-        text(
-            f"CREATE TEMP TABLE clean_staging ON COMMIT DROP AS SELECT {columns} "
-            "FROM clean_data.listings WITH NO DATA"
+    driver = clean.connection.driver_connection
+    with driver.cursor() as cursor:
+        cursor.execute(
+            "SELECT row_key, batch_id, row_number FROM clean_data.listings "
+            "WHERE row_key = ANY(string_to_array(%s, ','))",
+            (",".join(batch.row_keys),),
         )
-    )
-    _copy(clean, "clean_staging", _CLEAN_COLUMNS, (row.as_tuple() for row in accepted))
-    inserted = clean.execute(
-        text(
-            f"INSERT INTO clean_data.listings ({columns}) SELECT {columns} FROM clean_staging "
-            "ON CONFLICT (row_key) DO NOTHING"
+        seen = {key: (first_batch, first_row) for key, first_batch, first_row in cursor}
+    earlier = [i for i, key in enumerate(batch.row_keys) if key in seen]
+    new = np.setdiff1d(np.arange(len(batch.kept)), earlier)
+    if len(new):
+        columns = ", ".join(_CLEAN_COLUMNS)
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(
+                f"COPY clean_data.listings ({columns}) FROM STDIN",
+                writer=QueuedLibpqWriter(cursor),
+            ) as copy,
+        ):
+            # A writer thread sends each chunk while the next one is built (its identities
+            # hashed, its lines joined), so our work overlaps the server's.
+            for start in range(0, len(new), _CHUNK_ROWS):
+                copy.write(_copy_payload(batch, new[start : start + _CHUNK_ROWS]))
+    rejections = batch.rejections + [
+        _duplicate(
+            int(batch.batch_ids[batch.kept[i]]),
+            int(batch.row_numbers[batch.kept[i]]),
+            seen[batch.row_keys[i]],
         )
-    ).rowcount
-    earlier = clean.execute(
-        text(
-            "SELECT s.row_number, l.batch_id, l.row_number FROM clean_staging s "
-            "JOIN clean_data.listings l USING (row_key) WHERE l.batch_id <> s.batch_id "
-            "ORDER BY s.row_number"
-        )
-    ).all()
-    rejections = rejections + [
-        _duplicate(RawRow(batch_id, number, {}), (first_batch, first_row))
-        for number, first_batch, first_row in earlier
+        for i in earlier
     ]
     _copy(
         clean,
@@ -312,26 +564,30 @@ def write_batch(
         ("batch_id", "row_number", "rule", "reason"),
         ((r.batch_id, r.row_number, r.rule, r.reason) for r in rejections),
     )
-    repairs = _kept_repairs(accepted, {number for number, *_ in earlier})
+    dropped = {int(batch.kept[i]) for i in earlier}
+    repairs = [
+        repair
+        for position, kept_repairs in sorted(batch.repairs.items())
+        if position not in dropped
+        for repair in kept_repairs
+    ]
     _copy(clean, "clean_data.repairs", _REPAIR_COLUMNS, (r.as_tuple() for r in repairs))
     repaired = len({r.row_number for r in repairs})
     clean.execute(
         cleaned_batches.insert().values(
             batch_id=batch_id,
             rows_read=rows_read,
-            cleaned=inserted,
+            cleaned=len(new),
             rejected=len(rejections),
             repaired=repaired,
         )
     )
     return BatchOutcome(
-        inserted, Counter(r.rule for r in rejections), repaired, Counter(r.rule for r in repairs)
+        len(new),
+        Counter(r.rule for r in rejections),
+        repaired,
+        Counter(r.rule for r in repairs),
     )
-
-
-def _kept_repairs(accepted: list[CleanRow], duplicates: set[int]) -> list[Repair]:
-    """Repairs of the rows that went into ``listings`` (not those found to repeat a listing)."""
-    return [r for row in accepted if row.row_number not in duplicates for r in row.repairs]
 
 
 def clean_pending(raw_engine: Engine, clean_engine: Engine, *, test_fraction: float) -> CleanResult:
@@ -348,13 +604,17 @@ def clean_pending(raw_engine: Engine, clean_engine: Engine, *, test_fraction: fl
                 ).first()
                 if already:
                     continue
-                rows = read_batch(raw, batch_id)
-                accepted, rejections = clean_rows(
-                    rows, as_of=received_on, test_fraction=test_fraction
+                row_numbers, columns = read_columns(raw, batch_id)
+                batch = clean_columns(
+                    np.full(len(row_numbers), batch_id),
+                    row_numbers,
+                    columns,
+                    as_of=received_on,
+                    test_fraction=test_fraction,
                 )
-                outcome = write_batch(clean, batch_id, len(rows), accepted, rejections)
-            result.add(batch_id, len(rows), outcome)
-            _log_batch(batch_id, len(rows), outcome)
+                outcome = write_batch(clean, batch_id, len(row_numbers), batch)
+            result.add(batch_id, len(row_numbers), outcome)
+            _log_batch(batch_id, len(row_numbers), outcome)
     if not todo:
         log.info("clean: no new RAW batches")
     return result
