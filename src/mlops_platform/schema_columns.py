@@ -254,7 +254,10 @@ class CheckedColumns:
 
 
 def check_columns(
-    columns: Mapping[str, Sequence[Any] | pa.Array | pa.ChunkedArray], *, as_of: date | None = None
+    columns: Mapping[str, Sequence[Any] | pa.Array | pa.ChunkedArray],
+    *,
+    as_of: date | None = None,
+    memo: dict[Any, dict[Any, Any]] | None = None,
 ) -> CheckedColumns:
     """Check a batch given as one column per field (every field of ``schema.FIELDS``).
 
@@ -262,6 +265,8 @@ def check_columns(
     holds them) take the vectorised route; a column holding other values (numbers, booleans,
     lists, as a JSON request may) is checked one distinct value at a time. ``as_of`` is the day
     a sale date may not be after (today when None), as in ``Listing``'s validation context.
+    ``memo`` keeps the validators' verdicts on texts between calls (the chunks of one batch), so
+    a value seen in an earlier chunk is not validated again.
     """
     missing = [name for name in FIELDS if name not in columns]
     if missing:
@@ -270,7 +275,11 @@ def check_columns(
     if len(lengths) != 1:
         raise ValueError(f"columns differ in length: {sorted(lengths)}")
     context = {"as_of": as_of}
-    checked = {name: _check(_RULES[name], columns[name], context) for name in FIELDS}
+    memo = {} if memo is None else memo
+    checked = {
+        name: _check(_RULES[name], columns[name], context, memo.setdefault((name, as_of), {}))
+        for name in FIELDS
+    }
     return CheckedColumns(lengths.pop(), checked)
 
 
@@ -287,7 +296,9 @@ def _as_text_array(values: Any) -> pa.Array | None:
     return pa.array(values, type=pa.string())
 
 
-def _check(rule: _Rule, values: Any, context: dict[str, Any]) -> CheckedColumn:
+def _check(
+    rule: _Rule, values: Any, context: dict[str, Any], memo: dict[Any, Any]
+) -> CheckedColumn:
     text = _as_text_array(values)
     if text is None:
         ids, distinct = _distinct_values(values)
@@ -314,7 +325,11 @@ def _check(rule: _Rule, values: Any, context: dict[str, Any]) -> CheckedColumn:
     else:
         rest = range(len(distinct))
     for slot in rest:
-        slot_values[slot], slot_failures[slot] = rule.exact(distinct[slot], context)
+        text = distinct[slot]
+        verdict = memo.get(text)
+        if verdict is None:
+            verdict = memo[text] = rule.exact(text, context)
+        slot_values[slot], slot_failures[slot] = verdict
     return CheckedColumn(rule.name, rule.required, ids, slot_values, slot_failures)
 
 

@@ -21,6 +21,7 @@ from mlops_platform.datasource.simulator import (
     generate_labelled_batch,
 )
 from mlops_platform.local.postgres import LocalPostgres
+from mlops_platform.pipelines import clean as clean_module
 from mlops_platform.pipelines.clean import (
     IDENTITY_FIELDS,
     RawRow,
@@ -476,3 +477,22 @@ def test_text_that_csv_or_copy_treat_specially_lands_as_cleaned_in_memory(stores
         "bed:invalid",
         'x,"y"\\z\n',
     )
+
+
+def test_a_batch_cleaned_in_chunks_ends_as_cleaned_at_once(
+    stores: Stores, shared_stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big batch goes through in chunks of row numbers; small chunks (duplicates of rows in
+    earlier chunks, of earlier batches, repairs and rejections spread over many) leave CLEAN as
+    one chunk does."""
+    tables = []
+    for target, chunk in ((stores, 10**9), (shared_stores, 37)):
+        monkeypatch.setattr(clean_module, "_CHUNK_ROWS", chunk)
+        _ingest(target, 1, 2)
+        result = _clean(target)
+        assert result.rows_read == 2 * CONFIG.batch_size
+        tables.append(_tables(target))
+    assert tables[0] == tables[1]
+    rules = {rule for _, _, rule, _ in tables[0]["rejected"]}
+    assert "duplicate" in rules
+    assert tables[0]["repairs"]

@@ -24,7 +24,7 @@ import hashlib
 import io
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from operator import attrgetter
@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from psycopg.copy import QueuedLibpqWriter
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from mlops_platform.schema import (
     FIELDS,
@@ -49,7 +49,7 @@ from mlops_platform.schema import (
 from mlops_platform.schema_columns import CheckedColumn, CheckedColumns, check_columns
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import make_engine
-from mlops_platform.storage.tables import batches, cleaned_batches
+from mlops_platform.storage.tables import batches, cleaned_batches, raw_listings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ _REPAIRABLE = frozenset(OPTIONAL_FIELDS)
 _FIELD_SET = frozenset(FIELDS)
 _REQUIRED_SET = frozenset(REQUIRED_FIELDS)
 _LOCK_KEY = 0x6D6C6F7073  # "mlops": one cleaner at a time per CLEAN database
-_CHUNK_ROWS = 20_000  # rows of CLEAN sent per COPY write
+_CHUNK_ROWS = 50_000  # RAW rows read, cleaned and sent to CLEAN at a time
 
 
 @dataclass(frozen=True)
@@ -245,17 +245,20 @@ def clean_columns(
     as_of: date,
     test_fraction: float,
     rejected: Mapping[int, Rejection] | None = None,
+    seen: dict[str, tuple[int, int]] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> CleanBatch:
     """Validate, repair, dedupe and split a batch given as columns (RAW text, or any values).
 
     Each row gets the verdict :func:`validate_row` gives it; then duplicates are judged on the
     repaired listing (first one kept) and each kept row is split by its identity. ``rejected``
     names rows (by position) already rejected for what columns cannot hold (a missing required
-    key, an unknown one).
+    key, an unknown one). A batch cleaned in chunks passes the same ``seen`` (row key → the
+    (batch, row) that has it) and ``memo`` (the validators' verdicts) to every chunk.
     """
     batch_ids = np.asarray(batch_ids, dtype=np.int64)
     row_numbers = np.asarray(row_numbers, dtype=np.int64)
-    checked = check_columns(columns, as_of=as_of)
+    checked = check_columns(columns, as_of=as_of, memo=memo)
     named: dict[int, Rejection] = dict(rejected or {})
     failed = checked.failed_rows(REQUIRED_FIELDS)
     for position in np.flatnonzero(failed).tolist():
@@ -280,18 +283,16 @@ def clean_columns(
     candidates = np.flatnonzero(~out)
     keys = _digests(checked, texts, FIELDS, candidates, hexadecimal=True)
     # The first row of each key is kept; a later one is its duplicate (and its repairs go too).
-    first = dict(zip(reversed(keys), reversed(candidates.tolist()), strict=True))
-    earliest = np.fromiter(map(first.__getitem__, keys), dtype=np.int64, count=len(keys))
-    repeated = earliest != candidates
-    for position, earlier in zip(
-        candidates[repeated].tolist(), earliest[repeated].tolist(), strict=True
-    ):
+    seen = {} if seen is None else seen
+    repeated = np.zeros(len(candidates), dtype=bool)
+    for i, (position, key) in enumerate(zip(candidates.tolist(), keys, strict=True)):
+        earlier = seen.get(key)
+        if earlier is None:
+            seen[key] = (int(batch_ids[position]), int(row_numbers[position]))
+            continue
+        repeated[i] = True
         repairs.pop(position, None)
-        named[position] = _duplicate(
-            int(batch_ids[position]),
-            int(row_numbers[position]),
-            (int(batch_ids[earlier]), int(row_numbers[earlier])),
-        )
+        named[position] = _duplicate(int(batch_ids[position]), int(row_numbers[position]), earlier)
     kept_keys = [key for key, again in zip(keys, repeated.tolist(), strict=True) if not again]
     return CleanBatch(
         batch_ids,
@@ -462,14 +463,20 @@ _RAW_CSV = {
 }
 
 
-def read_columns(raw: Connection, batch_id: int) -> tuple[np.ndarray, dict[str, pa.Array]]:
-    """A RAW batch as columns, in row order: its row numbers and each field's text (or null).
+def read_columns(
+    raw: Connection, batch_id: int, start: int = 0, stop: int | None = None
+) -> tuple[np.ndarray, dict[str, pa.Array]]:
+    """RAW rows of a batch (those numbered ``start`` to before ``stop``) as columns, in row
+    order: their row numbers and each field's text (or null).
 
     Read with ``COPY ... TO STDOUT (FORMAT csv)`` and parsed by pyarrow, so no Python object is
     made per value."""
+    where = f"batch_id = {int(batch_id)} AND row_number >= {int(start)}"
+    if stop is not None:
+        where += f" AND row_number < {int(stop)}"
     query = (
-        f"COPY (SELECT {', '.join(_RAW_NAMES)} FROM raw_data.listings "
-        f"WHERE batch_id = {int(batch_id)} ORDER BY row_number) TO STDOUT WITH (FORMAT csv)"
+        f"COPY (SELECT {', '.join(_RAW_NAMES)} FROM raw_data.listings WHERE {where} "
+        "ORDER BY row_number) TO STDOUT WITH (FORMAT csv)"
     )
     buffer = io.BytesIO()
     with raw.connection.driver_connection.cursor() as cursor, cursor.copy(query) as copy:
@@ -483,6 +490,15 @@ def read_columns(raw: Connection, batch_id: int) -> tuple[np.ndarray, dict[str, 
         table.column("row_number").to_numpy(),
         {name: table.column(name).combine_chunks() for name in FIELDS},
     )
+
+
+def _chunks(raw: Connection, batch_id: int) -> Iterator[tuple[np.ndarray, dict[str, pa.Array]]]:
+    """A RAW batch as consecutive ranges of row numbers, read one after the other."""
+    last = raw.execute(
+        select(func.max(raw_listings.c.row_number)).where(raw_listings.c.batch_id == batch_id)
+    ).scalar()
+    for start in range(0, -1 if last is None else last + 1, _CHUNK_ROWS):
+        yield read_columns(raw, batch_id, start, start + _CHUNK_ROWS)
 
 
 def _copy_texts(texts: pa.Array) -> pa.Array:
@@ -522,72 +538,107 @@ def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[t
             copy.write_row(row)
 
 
-def write_batch(
-    clean: Connection, batch_id: int, rows_read: int, batch: CleanBatch
-) -> BatchOutcome:
-    """Write one batch's outcome; rows equal to listings of earlier batches become duplicates
-    (and their repairs are dropped with them: only rows in ``listings`` have repairs)."""
-    driver = clean.connection.driver_connection
-    with driver.cursor() as cursor:
-        cursor.execute(
+def _earlier(probe: Connection, keys: list[str]) -> dict[str, tuple[int, int]]:
+    """Which row keys earlier batches already have in ``listings``, and where."""
+    if not keys:
+        return {}
+    found = probe.execute(
+        text(
             "SELECT row_key, batch_id, row_number FROM clean_data.listings "
-            "WHERE row_key = ANY(string_to_array(%s, ','))",
-            (",".join(batch.row_keys),),
-        )
-        seen = {key: (first_batch, first_row) for key, first_batch, first_row in cursor}
-    earlier = [i for i, key in enumerate(batch.row_keys) if key in seen]
-    new = np.setdiff1d(np.arange(len(batch.kept)), earlier)
-    if len(new):
-        columns = ", ".join(_CLEAN_COLUMNS)
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(
-                f"COPY clean_data.listings ({columns}) FROM STDIN",
-                writer=QueuedLibpqWriter(cursor),
-            ) as copy,
-        ):
-            # A writer thread sends each chunk while the next one is built (its identities
-            # hashed, its lines joined), so our work overlaps the server's.
-            for start in range(0, len(new), _CHUNK_ROWS):
-                copy.write(_copy_payload(batch, new[start : start + _CHUNK_ROWS]))
-    rejections = batch.rejections + [
-        _duplicate(
-            int(batch.batch_ids[batch.kept[i]]),
-            int(batch.row_numbers[batch.kept[i]]),
-            seen[batch.row_keys[i]],
-        )
-        for i in earlier
-    ]
+            "WHERE row_key = ANY(string_to_array(:keys, ','))"
+        ),
+        {"keys": ",".join(keys)},
+    )
+    return {key: (first_batch, first_row) for key, first_batch, first_row in found}
+
+
+def clean_batch(
+    raw: Connection,
+    clean: Connection,
+    probe: Connection,
+    batch_id: int,
+    *,
+    as_of: date,
+    test_fraction: float,
+) -> tuple[int, BatchOutcome]:
+    """Clean one RAW batch into CLEAN in ``clean``'s transaction; (rows read, outcome).
+
+    The batch goes through in chunks of row numbers: each is read, checked, hashed, looked up
+    among earlier batches' row keys (on ``probe``, a second connection: earlier batches are
+    committed) and sent into one COPY of ``listings`` by a writer thread, so the server stores
+    a chunk while the next one is being cleaned. Duplicates within the batch are judged across
+    chunks (``seen``); a row equal to a listing of an earlier batch is a duplicate and its
+    repairs are dropped with it. Rejections and repairs follow, then the batch's marker.
+    """
+    seen: dict[str, tuple[int, int]] = {}
+    memo: dict[Any, Any] = {}
+    rows_read, cleaned = 0, 0
+    rejections: list[Rejection] = []
+    duplicates: list[Rejection] = []
+    repairs: list[Repair] = []
+    driver = clean.connection.driver_connection
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(
+            f"COPY clean_data.listings ({', '.join(_CLEAN_COLUMNS)}) FROM STDIN",
+            writer=QueuedLibpqWriter(cursor),
+        ) as copy,
+    ):
+        for row_numbers, columns in _chunks(raw, batch_id):
+            batch = clean_columns(
+                np.full(len(row_numbers), batch_id),
+                row_numbers,
+                columns,
+                as_of=as_of,
+                test_fraction=test_fraction,
+                seen=seen,
+                memo=memo,
+            )
+            rows_read += len(row_numbers)
+            earlier = _earlier(probe, batch.row_keys)
+            new = np.array(
+                [i for i, key in enumerate(batch.row_keys) if key not in earlier], dtype=np.int64
+            )
+            if len(new):
+                copy.write(_copy_payload(batch, new))
+            cleaned += len(new)
+            rejections += batch.rejections
+            dropped = set()
+            for i, key in enumerate(batch.row_keys):
+                if key in earlier:
+                    position = int(batch.kept[i])
+                    dropped.add(position)
+                    duplicates.append(
+                        _duplicate(batch_id, int(batch.row_numbers[position]), earlier[key])
+                    )
+            repairs += [
+                repair
+                for position, kept_repairs in sorted(batch.repairs.items())
+                if position not in dropped
+                for repair in kept_repairs
+            ]
+    rejections += duplicates
     _copy(
         clean,
         "clean_data.rejected",
         ("batch_id", "row_number", "rule", "reason"),
         ((r.batch_id, r.row_number, r.rule, r.reason) for r in rejections),
     )
-    dropped = {int(batch.kept[i]) for i in earlier}
-    repairs = [
-        repair
-        for position, kept_repairs in sorted(batch.repairs.items())
-        if position not in dropped
-        for repair in kept_repairs
-    ]
     _copy(clean, "clean_data.repairs", _REPAIR_COLUMNS, (r.as_tuple() for r in repairs))
     repaired = len({r.row_number for r in repairs})
     clean.execute(
         cleaned_batches.insert().values(
             batch_id=batch_id,
             rows_read=rows_read,
-            cleaned=len(new),
+            cleaned=cleaned,
             rejected=len(rejections),
             repaired=repaired,
         )
     )
-    return BatchOutcome(
-        len(new),
-        Counter(r.rule for r in rejections),
-        repaired,
-        Counter(r.rule for r in repairs),
+    outcome = BatchOutcome(
+        cleaned, Counter(r.rule for r in rejections), repaired, Counter(r.rule for r in repairs)
     )
+    return rows_read, outcome
 
 
 def clean_pending(raw_engine: Engine, clean_engine: Engine, *, test_fraction: float) -> CleanResult:
@@ -597,24 +648,23 @@ def clean_pending(raw_engine: Engine, clean_engine: Engine, *, test_fraction: fl
         with clean_engine.connect() as clean:
             todo = pending_batches(raw, clean)
         for batch_id, received_on in todo:
-            with clean_engine.begin() as clean:
+            with clean_engine.begin() as clean, clean_engine.connect() as probe:
                 clean.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
                 already = clean.execute(
                     select(cleaned_batches.c.batch_id).where(cleaned_batches.c.batch_id == batch_id)
                 ).first()
                 if already:
                     continue
-                row_numbers, columns = read_columns(raw, batch_id)
-                batch = clean_columns(
-                    np.full(len(row_numbers), batch_id),
-                    row_numbers,
-                    columns,
+                rows_read, outcome = clean_batch(
+                    raw,
+                    clean,
+                    probe,
+                    batch_id,
                     as_of=received_on,
                     test_fraction=test_fraction,
                 )
-                outcome = write_batch(clean, batch_id, len(row_numbers), batch)
-            result.add(batch_id, len(row_numbers), outcome)
-            _log_batch(batch_id, len(row_numbers), outcome)
+            result.add(batch_id, rows_read, outcome)
+            _log_batch(batch_id, rows_read, outcome)
     if not todo:
         log.info("clean: no new RAW batches")
     return result
