@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import httpx
 import pytest
@@ -155,12 +156,17 @@ def test_start_script_gives_mlflow_access_to_its_bucket_only(
     endpoint, creds = chart_s3_server
 
     def client(key: str, secret: str):
+        # No retries and a long read timeout: on a busy machine a slow first CreateBucket was
+        # retried by botocore and the retry met the bucket its first attempt had made.
         return boto3.client(
             "s3",
             endpoint_url=endpoint,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
             region_name="us-east-1",
+            config=botocore.config.Config(
+                retries={"total_max_attempts": 1}, read_timeout=120, connect_timeout=30
+            ),
         )
 
     root = client(creds["ROOT_USER"], creds["ROOT_PASSWORD"])
