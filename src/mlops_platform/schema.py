@@ -1,8 +1,10 @@
 """The listing record: its 12 fields, their clean types and the rules a clean row obeys.
 
-This is the one definition of a listing. Cleaning validates every raw row with :class:`Listing`,
-the inference API takes :class:`ListingFeatures` as its request body, and the UI builds its form
-from the same fields, so a rule changed here changes everywhere.
+This is the one definition of a listing. Cleaning validates raw rows with :class:`Listing` (a
+whole batch column by column through :mod:`mlops_platform.schema_columns`, which builds each
+field's validator from this model), the inference API takes :class:`ListingFeatures` as its
+request body, and the UI builds its form from the same fields, so a rule changed here changes
+everywhere.
 
 Raw sources are messy (numbers as strings, ``NaN``, ``"601.0"`` for zip 00601, ``"CA"`` for
 California); the normalisers below accept all of that and turn it into one canonical value, or
