@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from pydantic_core import SchemaValidator
 
 from mlops_platform import schema
-from mlops_platform.schema import FIELDS, FieldFailure, Listing, field_failures
+from mlops_platform.schema import FIELDS, REQUIRED_FIELDS, FieldFailure, Listing, field_failures
 
 __all__ = ["CheckedColumn", "CheckedColumns", "SchemaDrift", "check_columns", "fast_paths"]
 
@@ -137,17 +137,20 @@ class _Rule:
     def exact(self, value: Any, context: dict[str, Any]) -> tuple[Any, tuple[FieldFailure, ...]]:
         """The field's verdict on one value: (normalised value, ()) or (None, failures)."""
         try:
-            return self.validator.validate_python({self.name: value}, context=context)[
-                self.name
-            ], ()
+            validated = self.validator.validate_python({self.name: value}, context=context)
         except ValidationError as error:
             return None, tuple(field_failures(error))
+        return validated[self.name], ()
 
 
 def _rules() -> dict[str, _Rule]:
     model = Listing.__pydantic_core_schema__
     fields = model["schema"]
-    if model["type"] != "model" or fields["type"] != "model-fields" or fields["computed_fields"]:
+    if (
+        model["type"] != "model"
+        or fields["type"] != "model-fields"
+        or fields.get("computed_fields")
+    ):
         # A model-level validator (a rule across fields) would wrap model-fields: a column-wise
         # path cannot apply it per field, so it must be taught here before it can be trusted.
         raise SchemaDrift("Listing has rules beyond its fields; teach schema_columns about them")
@@ -168,23 +171,17 @@ def _rules() -> dict[str, _Rule]:
             config,
         )
         shape = _read_shape(node)
+        ops = {op for op, _ in shape.constraints}
         fast = None
-        bounds_only = all(op in _BOUND_OPS for op, _ in shape.constraints)
         if not shape.understood:
-            fast = None
-        elif (
-            shape.normalise in (schema._number, schema._rooms)
-            and shape.type in ("float", "int")
-            and bounds_only
-        ):
-            fast = "number"
-        elif (
-            shape.normalise is schema._identifier
-            and shape.type == "str"
-            and all(op == "max_length" for op, _ in shape.constraints)
-        ):
-            fast = "identifier"
+            pass  # something no fast path knows: every value goes through the validator
+        elif shape.normalise in (schema._number, schema._rooms) and shape.type in ("float", "int"):
+            fast = "number" if ops <= _BOUND_OPS.keys() else None
+        elif shape.normalise is schema._identifier and shape.type == "str":
+            fast = "identifier" if ops <= {"max_length"} else None
         rules[name] = _Rule(name, not optional, validator, fast, shape)
+    if {name for name, rule in rules.items() if rule.required} != set(REQUIRED_FIELDS):
+        raise SchemaDrift("required fields read from the core schema differ from REQUIRED_FIELDS")
     return rules
 
 

@@ -10,6 +10,7 @@ normalised value, the same duplicates and the same split.
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import date
 from typing import Any
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from mlops_platform import schema_columns
+from mlops_platform import schema, schema_columns
 from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.pipelines.clean import (
     CleanRow,
@@ -483,3 +484,22 @@ def test_a_big_batch_of_simulator_rows_agrees() -> None:
     ]
     as_of = date(2026, 1, 1)
     assert clean_rows(rows, as_of=as_of, test_fraction=0.2) == _reference_clean(rows, as_of, 0.2)
+
+
+def test_a_rule_the_fast_paths_do_not_know_turns_them_off() -> None:
+    """The fast paths read the field's normaliser, type and bounds from the core schema; any other
+    step there (a new validator, a new constraint) leaves the field to its validator alone."""
+    price = Listing.__pydantic_core_schema__["schema"]["fields"]["price"]["schema"]
+    shape = schema_columns._read_shape(price)
+    assert shape.understood
+    assert (shape.normalise, shape.type) == (schema._number, "float")
+    assert sorted(shape.constraints) == [("gt", 0), ("le", MAX_PRICE)]
+    extra = {
+        "type": "function-after",
+        "function": {"type": "no-info", "function": lambda value: value},
+        "schema": price,
+    }
+    assert not schema_columns._read_shape(extra).understood
+    multiple = copy.deepcopy(price)
+    multiple["schema"]["schema"]["schema"] = {"type": "float", "multiple_of": 5}  # under _number
+    assert not schema_columns._read_shape(multiple).understood

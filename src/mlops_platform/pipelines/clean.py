@@ -596,21 +596,17 @@ def clean_batch(
             )
             rows_read += len(row_numbers)
             earlier = _earlier(probe, batch.row_keys)
-            new = np.array(
-                [i for i, key in enumerate(batch.row_keys) if key not in earlier], dtype=np.int64
-            )
+            again = [i for i, key in enumerate(batch.row_keys) if key in earlier]
+            new = np.setdiff1d(np.arange(len(batch.kept)), again)
             if len(new):
                 copy.write(_copy_payload(batch, new))
             cleaned += len(new)
             rejections += batch.rejections
-            dropped = set()
-            for i, key in enumerate(batch.row_keys):
-                if key in earlier:
-                    position = int(batch.kept[i])
-                    dropped.add(position)
-                    duplicates.append(
-                        _duplicate(batch_id, int(batch.row_numbers[position]), earlier[key])
-                    )
+            dropped = {int(batch.kept[i]) for i in again}
+            duplicates += [
+                _duplicate(batch_id, int(batch.row_numbers[position]), earlier[key])
+                for position, key in ((int(batch.kept[i]), batch.row_keys[i]) for i in again)
+            ]
             repairs += [
                 repair
                 for position, kept_repairs in sorted(batch.repairs.items())
