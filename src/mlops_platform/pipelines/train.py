@@ -91,11 +91,7 @@ def build_model(family: str, seed: int) -> Any:
                 ("numeric", "passthrough", list(NUMERIC)),
                 (
                     "ordinal",
-                    OrdinalEncoder(
-                        handle_unknown="use_encoded_value",
-                        unknown_value=np.nan,
-                        encoded_missing_value=np.nan,
-                    ),
+                    _ordinal(),
                     list(LOW_CARDINALITY),
                 ),
                 (
@@ -160,11 +156,7 @@ def _residual_trees(seed: int) -> Pipeline:
             ("numeric", "passthrough", list(NUMERIC)),
             (
                 "ordinal",
-                OrdinalEncoder(
-                    handle_unknown="use_encoded_value",
-                    unknown_value=np.nan,
-                    encoded_missing_value=np.nan,
-                ),
+                _ordinal(),
                 ["status", "state", "city"],
             ),
         ],
@@ -183,6 +175,13 @@ def _residual_trees(seed: int) -> Pipeline:
     )
     return Pipeline(
         [("features", ListingFeatureBuilder()), ("encode", encode), ("model", estimator)]
+    )
+
+
+def _ordinal() -> OrdinalEncoder:
+    """Category codes for trees; unseen and missing categories are NaN (HGB's missing branch)."""
+    return OrdinalEncoder(
+        handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
     )
 
 
