@@ -22,6 +22,22 @@ from mlops_platform.pipelines.clean import RawRow, clean_pending, clean_rows
 from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.schema import FIELDS
 
+# A valid listing as RAW stores it: every value is the text the source sent.
+RAW_LISTING: dict[str, str] = {
+    "brokered_by": "103378",
+    "status": "for_sale",
+    "price": "325000",
+    "bed": "3",
+    "bath": "2",
+    "acre_lot": "0.25",
+    "street": "1698080",
+    "city": "Austin",
+    "state": "TX",
+    "zip_code": "78701",
+    "house_size": "1850",
+    "prev_sold_date": "2019-06-14",
+}
+
 
 @contextmanager
 def serve(app: FastAPI, port: int | None = None) -> Iterator[str]:

@@ -43,24 +43,11 @@ from mlops_platform.storage.tables import (
     repairs,
 )
 from tests.conftest import Stores
-from tests.support import received
+from tests.support import RAW_LISTING, received
 
 # A high dirty rate so every kind shows up in a small batch.
 CONFIG = SimulatorConfig(batches=6, batch_size=600, seed=21, dirty_rate=0.3)
-GOOD = {
-    "brokered_by": "103378",
-    "status": "for_sale",
-    "price": "325000",
-    "bed": "3",
-    "bath": "2",
-    "acre_lot": "0.25",
-    "street": "1698080",
-    "city": "Austin",
-    "state": "TX",
-    "zip_code": "78701",
-    "house_size": "1850",
-    "prev_sold_date": "2019-06-14",
-}
+GOOD = RAW_LISTING
 
 
 def _labelled(number: int) -> tuple[Batch, list[str | None]]:

@@ -9,23 +9,11 @@ import pytest
 
 from mlops_platform.pipelines.clean import CleanRow, RawRow, Rejection, Repair, clean_rows
 from mlops_platform.schema import OPTIONAL_FIELDS, REQUIRED_FIELDS
+from tests.support import RAW_LISTING
 
 AS_OF = date(2024, 1, 1)
 # A RAW row as stored: every value is the text the source sent.
-ROW: dict[str, str | None] = {
-    "brokered_by": "103378",
-    "status": "for_sale",
-    "price": "325000",
-    "bed": "3",
-    "bath": "2",
-    "acre_lot": "0.25",
-    "street": "1698080",
-    "city": "Austin",
-    "state": "TX",
-    "zip_code": "78701",
-    "house_size": "1850",
-    "prev_sold_date": "2019-06-14",
-}
+ROW: dict[str, str | None] = dict(RAW_LISTING)
 
 
 def _clean(*changes: dict[str, str | None]) -> tuple[list[CleanRow], list[Rejection]]:

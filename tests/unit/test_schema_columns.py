@@ -47,21 +47,9 @@ from mlops_platform.schema import (
     field_failures,
 )
 from mlops_platform.schema_columns import SchemaDrift, check_columns, fast_paths
+from tests.support import RAW_LISTING
 
-GOOD: dict[str, str] = {
-    "brokered_by": "103378",
-    "status": "for_sale",
-    "price": "325000",
-    "bed": "3",
-    "bath": "2",
-    "acre_lot": "0.25",
-    "street": "1698080",
-    "city": "Austin",
-    "state": "TX",
-    "zip_code": "78701",
-    "house_size": "1850",
-    "prev_sold_date": "2019-06-14",
-}
+GOOD: dict[str, str] = RAW_LISTING
 
 # --- dirty text, as RAW holds it ------------------------------------------------------------------
 MISSING = ["", " ", "  \t", "NaN", "nan", "NAN", "null", "None", "NA", "n/a", "N/A", " NaN "]
