@@ -3,6 +3,7 @@ optional fields are repaired (nulled, recorded) in the same transaction as the r
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import date
 
@@ -25,10 +26,12 @@ from mlops_platform.pipelines import clean as clean_module
 from mlops_platform.pipelines.clean import (
     IDENTITY_FIELDS,
     RawRow,
+    _earlier,
     clean,
     clean_pending,
     clean_rows,
     listing_identity,
+    row_key,
     split_of,
 )
 from mlops_platform.pipelines.ingest import store_batch
@@ -377,7 +380,7 @@ def test_the_repairs_migration_applies_on_a_store_at_clean_0003(postgres: LocalP
             assert conn.execute(select(cleaned_batches)).mappings().one()["repaired"] == 0
             assert conn.execute(
                 text("SELECT version_num FROM clean_data.alembic_version")
-            ).all() == [("clean_0004",)]
+            ).all() == [("clean_0005",)]
         assert {c["name"] for c in inspect(engine).get_columns("repairs", "clean_data")} == {
             c.name for c in repairs.columns
         }
@@ -396,6 +399,55 @@ def test_the_repairs_migration_applies_on_a_store_at_clean_0003(postgres: LocalP
         engine.dispose()
     finally:
         postgres.drop_database("clean_at_0003")
+
+
+def test_the_listing_keys_migration_keeps_a_stores_duplicates_found(
+    postgres: LocalPostgres,
+) -> None:
+    """A store at clean_0004 (64-digit text keys, a surrogate id): after clean_0005 its listings
+    keep their first 32 digits as a uuid, are named by their RAW row, and a new row equal to one
+    of them is still found to be its duplicate; the migration goes back to clean_0004."""
+    postgres.ensure_database("clean_at_0004")
+    url = postgres.url("clean_at_0004")
+    listing = Listing.model_validate(GOOD, context={"as_of": date(2026, 12, 1)})
+    _text = lambda value: "\x00" if value is None else str(value)  # noqa: E731 (as clean hashes)
+    full_key = hashlib.sha256(
+        "\x1f".join(_text(getattr(listing, name)) for name in FIELDS).encode()
+    ).hexdigest()
+    assert len(full_key) == 64
+    assert full_key.startswith(row_key(listing))
+    try:
+        upgrade(url, "clean", "clean_0004")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO clean_data.listings (batch_id, row_number, status, price, city, "
+                    "state, zip_code, row_key, split) VALUES (7, 3, 'for_sale', 1, 'c', 's', "
+                    "'00001', :key, 'train')"
+                ),
+                {"key": full_key},
+            )
+        upgrade_engine(engine, "clean")
+        assert "id" not in {
+            c["name"] for c in inspect(engine).get_columns("listings", "clean_data")
+        }
+        assert inspect(engine).get_pk_constraint("listings", "clean_data")[
+            "constrained_columns"
+        ] == ["batch_id", "row_number"]
+        with engine.connect() as conn:
+            assert _earlier(conn, [row_key(listing)]) == {row_key(listing): (7, 3)}
+        config = alembic_config("clean")
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "clean_0004")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, row_key FROM clean_data.listings")).all() == [
+                (1, row_key(listing))
+            ]
+        engine.dispose()
+    finally:
+        postgres.drop_database("clean_at_0004")
 
 
 def test_text_that_csv_or_copy_treat_specially_lands_as_cleaned_in_memory(stores: Stores) -> None:
@@ -442,7 +494,8 @@ def test_text_that_csv_or_copy_treat_specially_lands_as_cleaned_in_memory(stores
         ).all()
     again = len(records)  # GOOD once more: kept in memory, a duplicate of batch `first` in CLEAN
     expected = [row.as_tuple() for row in accepted if row.row_number != again]
-    assert [tuple(row) for row in stored] == expected
+    # A uuid reads back with dashes; clean.row_key gives its 32 hex digits.
+    assert [(*row[:-2], row[-2].replace("-", ""), row[-1]) for row in stored] == expected
     assert {row.listing.city for row in accepted} >= {
         'O\'Fallon, "Old" Town',
         "Back\\Slash City",

@@ -151,10 +151,15 @@ def _material(value: Any) -> str:
     return "\x00" if value is None else str(value)
 
 
+# A row key is the first 128 bits of the SHA-256, as 32 hex digits: stored as a ``uuid``
+# (clean_0005), 16 bytes for the unique index to compare; no two listings share one in practice.
+ROW_KEY_DIGITS = 32
+
+
 def row_key(listing: Listing) -> str:
     """Content hash of a clean listing: equal rows (exact duplicates) share it."""
     material = "\x1f".join([_material(v) for v in _values(listing)])
-    return hashlib.sha256(material.encode()).hexdigest()
+    return hashlib.sha256(material.encode()).hexdigest()[:ROW_KEY_DIGITS]
 
 
 # A listing's identity: what stays the same when the same house is listed again at another price,
@@ -340,7 +345,7 @@ def _digests(
     materials = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary()).to_pylist()
     sha256 = hashlib.sha256
     if hexadecimal:
-        return [sha256(material).hexdigest() for material in materials]
+        return [sha256(material).hexdigest()[:ROW_KEY_DIGITS] for material in materials]
     return [sha256(material).digest() for material in materials]
 
 
@@ -544,8 +549,8 @@ def _earlier(probe: Connection, keys: list[str]) -> dict[str, tuple[int, int]]:
         return {}
     found = probe.execute(
         text(
-            "SELECT row_key, batch_id, row_number FROM clean_data.listings "
-            "WHERE row_key = ANY(string_to_array(:keys, ','))"
+            "SELECT replace(row_key::text, '-', ''), batch_id, row_number FROM clean_data.listings "
+            "WHERE row_key = ANY(string_to_array(:keys, ',')::uuid[])"
         ),
         {"keys": ",".join(keys)},
     )

@@ -12,6 +12,7 @@ from mlops_platform.schema import FIELDS
 from mlops_platform.storage.tables import clean_listings
 
 COLUMNS: tuple[str, ...] = ("batch_id", "row_key", "split", *FIELDS)
+_ROW_KEY_HEX = "replace(row_key::text, '-', '') AS row_key"
 _DTYPES = {
     "batch_id": "int64",
     "row_key": "string",
@@ -59,8 +60,10 @@ def load_listings(
     if up_to_batch is not None:
         conditions.append(f"batch_id <= {int(up_to_batch)}")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    # row_key as its 32 hex digits (a uuid's text has dashes), as clean.row_key gives it.
+    selected = ", ".join(_ROW_KEY_HEX if name == "row_key" else name for name in COLUMNS)
     query = (
-        f"COPY (SELECT {', '.join(COLUMNS)} FROM clean_data.listings {where} "
+        f"COPY (SELECT {selected} FROM clean_data.listings {where} "
         "ORDER BY batch_id, row_number) TO STDOUT WITH (FORMAT csv, HEADER)"
     )
     buffer = io.BytesIO()

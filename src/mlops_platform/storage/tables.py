@@ -19,6 +19,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    Uuid,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -88,9 +89,9 @@ cleaned_batches = Table(
 clean_listings = Table(
     "listings",
     clean_metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("batch_id", BigInteger, nullable=False),
-    Column("row_number", Integer, nullable=False),
+    # Named by its RAW row; no surrogate id (one index less to fill on every COPY, clean_0005).
+    Column("batch_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("row_number", Integer, primary_key=True, autoincrement=False),
     Column("brokered_by", Text),
     Column("status", Text, nullable=False),
     Column("price", Double, nullable=False),
@@ -103,7 +104,8 @@ clean_listings = Table(
     Column("zip_code", Text, nullable=False),
     Column("house_size", Double),
     Column("prev_sold_date", Date),
-    Column("row_key", Text, nullable=False, unique=True),
+    # The first 128 bits of the row's SHA-256 (clean.row_key): 16 bytes to compare, not 64 chars.
+    Column("row_key", Uuid(as_uuid=False), nullable=False, unique=True),
     Column("split", Text, nullable=False),
     Column("cleaned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
