@@ -7,7 +7,9 @@ with an ordinary URL, and on a unix socket inside the data folder.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
@@ -19,9 +21,16 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-# PostgreSQL refuses to run as root; when we are root it runs as this system user.
+# PostgreSQL refuses to run as root. As root we run it in a user namespace where our uid is this
+# one: the server sees an ordinary user, while the kernel checks its file access as the caller's,
+# so it reaches binaries and data inside a private (0700) checkout with no folder opened up.
+NAMESPACE_UID = 1000
+# Where user namespaces are not allowed, it runs as this system user instead, which needs every
+# folder above its data to be traversable by others: those that are not are opened (and logged).
 SYSTEM_USER = "mlops_postgres"
 SUPERUSER = "postgres"
+
+log = logging.getLogger(__name__)
 
 
 class PostgresError(RuntimeError):
@@ -36,9 +45,52 @@ def _bin(name: str) -> str:
     return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
 
-def _run_as() -> str | None:
+@functools.cache
+def _namespaces_work() -> bool:
+    probe = ["unshare", "--user", f"--map-user={NAMESPACE_UID}", f"--map-group={NAMESPACE_UID}"]
+    try:
+        return subprocess.run([*probe, "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Runner:
+    """How the server's programs are started: as us, in a user namespace, or as SYSTEM_USER."""
+
+    prefix: tuple[str, ...] = ()
+    user: str | None = None
+
+    def run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.prefix, *args], user=self.user, **kwargs)
+
+    def own(self, path: Path) -> None:
+        """Give the server ``path`` (its data folder or log), made by whichever way ran before."""
+        if self.user:
+            _open_up(path.parent)
+            shutil.chown(path, self.user, self.user)
+        elif os.geteuid() == 0 and path.exists() and path.stat().st_uid != 0:
+            # A data folder an earlier version made for SYSTEM_USER: ours now, files included.
+            subprocess.run(["chown", "-R", "0:0", str(path)], check=True, capture_output=True)
+
+
+def _open_up(path: Path) -> None:
+    """Let SYSTEM_USER traverse the folders above its data (the fallback without namespaces)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o011 != 0o011:
+            log.warning("letting %s traverse %s (no user namespaces here)", SYSTEM_USER, parent)
+            parent.chmod(mode | 0o011)
+
+
+@functools.cache
+def _runner() -> _Runner:
     if os.geteuid() != 0:
-        return None
+        return _Runner()
+    if _namespaces_work():
+        return _Runner(
+            ("unshare", "--user", f"--map-user={NAMESPACE_UID}", f"--map-group={NAMESPACE_UID}")
+        )
     try:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
@@ -54,15 +106,7 @@ def _run_as() -> str | None:
             check=True,
             capture_output=True,
         )
-    return SYSTEM_USER
-
-
-def _open_up(path: Path) -> None:
-    """Let the unprivileged server user traverse the folders above its data directory."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o011 != 0o011:
-            parent.chmod(mode | 0o011)
+    return _Runner(user=SYSTEM_USER)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -123,10 +167,8 @@ class LocalPostgres:
         return f"host={self.host} port={self.port} user={SUPERUSER} dbname={database}"
 
     def is_running(self) -> bool:
-        result = subprocess.run(
-            [_bin("pg_ctl"), "status", "-D", str(self.data_dir)],
-            capture_output=True,
-            user=_run_as(),
+        result = _runner().run(
+            [_bin("pg_ctl"), "status", "-D", str(self.data_dir)], capture_output=True
         )
         return result.returncode == 0
 
@@ -134,12 +176,10 @@ class LocalPostgres:
         """Create the data directory once (trust auth on loopback: a local, single-user server)."""
         if (self.data_dir / "PG_VERSION").exists():
             return
-        user = _run_as()
+        runner = _runner()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if user:
-            _open_up(self.data_dir.parent)
-            shutil.chown(self.data_dir, user, user)
-        subprocess.run(
+        runner.own(self.data_dir)
+        result = runner.run(
             [
                 _bin("initdb"),
                 "-D",
@@ -151,10 +191,11 @@ class LocalPostgres:
                 "--locale=C",
                 "--no-sync",
             ],
-            check=True,
             capture_output=True,
-            user=user,
+            text=True,
         )
+        if result.returncode != 0:
+            raise PostgresError(f"initdb could not create {self.data_dir}: {result.stderr.strip()}")
 
     def start(self, timeout_s: int = 60) -> None:
         if self.is_running():
@@ -164,14 +205,14 @@ class LocalPostgres:
                 f"port {self.port} on {self.host} is taken by another program; "
                 "choose another with MLOPS_PG_PORT"
             )
-        user = _run_as()
+        runner = _runner()
+        runner.own(self.data_dir)
         self.log_file.touch()
-        if user:
-            shutil.chown(self.log_file, user, user)
+        runner.own(self.log_file)
         options = f"-p {self.port} -h {self.host} -k {self.data_dir} -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        result = subprocess.run(
+        result = runner.run(
             [
                 _bin("pg_ctl"),
                 "start",
@@ -187,7 +228,6 @@ class LocalPostgres:
             ],
             capture_output=True,
             text=True,
-            user=user,
         )
         if result.returncode != 0:
             tail = self.log_file.read_text()[-2000:]
@@ -195,11 +235,10 @@ class LocalPostgres:
 
     def stop(self) -> None:
         if self.is_running():
-            subprocess.run(
+            _runner().run(
                 [_bin("pg_ctl"), "stop", "-m", "fast", "-w", "-D", str(self.data_dir)],
                 check=True,
                 capture_output=True,
-                user=_run_as(),
             )
 
     def ensure_database(self, name: str, owner: str | None = None, password: str = "") -> None:
