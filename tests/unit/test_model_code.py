@@ -11,6 +11,7 @@ from mlops_platform.pipelines import drift
 from mlops_platform.pipelines.explain import explain, explain_record, source_of
 from mlops_platform.pipelines.features import OUTPUTS, SOURCES, ListingFeatureBuilder
 from mlops_platform.pipelines.promote import judge
+from mlops_platform.pipelines.registry import TRUSTED_TYPES
 from mlops_platform.pipelines.train import (
     FAMILIES,
     at_most,
@@ -139,6 +140,33 @@ def test_trees_and_pooled_locations_beat_the_glm_baseline(candidates, market: pd
     assert chosen.validation["r2"] > 0.6, chosen.validation
     test = market[(market["split"] == "test") & (market["batch_id"] <= 3)]
     assert len(test) > 100
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_saves_with_only_the_stated_trusted_types(
+    candidates, market: pd.DataFrame, family: str
+) -> None:
+    """The registry passes TRUSTED_TYPES instead of dumping the model to find them."""
+    import skops.io
+
+    model = next(c.model for c in candidates if c.family == family)
+    saved = skops.io.dumps(model)
+    assert set(skops.io.get_untrusted_types(data=saved)) <= set(TRUSTED_TYPES)
+    rows = market[market["split"] == "test"].head(50)[list(FEATURES)]
+    loaded = skops.io.loads(saved, trusted=list(TRUSTED_TYPES))
+    np.testing.assert_array_equal(loaded.predict(rows), model.predict(rows))
+
+
+def test_listing_counts_read_the_same_from_a_dict(market: pd.DataFrame) -> None:
+    """Models saved before IdCounts hold plain dicts; they must transform as before."""
+    builder = ListingFeatureBuilder().fit(market)
+    assert len(builder.street_counts_) > 0
+    old = ListingFeatureBuilder().fit(market)
+    old.broker_counts_ = dict(builder.broker_counts_.items())
+    old.street_counts_ = dict(builder.street_counts_.items())
+    pd.testing.assert_frame_equal(old.transform(market), builder.transform(market))
+    first = next(iter(builder.broker_counts_))
+    assert builder.broker_counts_[first] == old.broker_counts_[first]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
