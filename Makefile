@@ -74,7 +74,7 @@ format: install
 	$(VENV)/bin/ruff format src tests dags bench
 
 bench: install ## Benchmarks (key=value lines); figures go to docs/BENCHMARKS.md
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v wrk >/dev/null || (apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq wrk)
 	$(PY) bench/ingest.py
 	$(PY) bench/train.py
 	$(PY) bench/serve.py

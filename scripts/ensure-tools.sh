@@ -31,6 +31,9 @@ export PATH="$TOOLS_BIN:$PATH"
 log() { echo "ensure-tools: $*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
 failed=()
+# Another apt-get or dpkg may hold the lock for minutes (a fresh machine's own updates, another
+# test session): wait for it, as apt's lock timeout does, instead of giving up.
+APT_LOCK_WAIT=(-o DPkg::Lock::Timeout=600)
 
 install_layer() {
   # npm pack downloads the tarball only (no install, no scripts run); Python unzips (no `unzip`
@@ -69,10 +72,10 @@ install_promtool() {
   # Refresh the package lists once when apt does not know the package yet (fresh machine).
   if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     log "apt-get update ..."
-    $sudo apt-get update -qq >&2 || return 1
+    $sudo apt-get "${APT_LOCK_WAIT[@]}" update -qq >&2 || return 1
   fi
   log "apt-get install prometheus (for promtool) ..."
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get "${APT_LOCK_WAIT[@]}" install -y -qq --no-install-recommends \
     prometheus >&2
 }
 
@@ -89,10 +92,10 @@ install_chromium() {
   have apt-get || { log "chromium: apt-get not found; install $* by hand"; return 1; }
   if ! apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     log "apt-get update ..."
-    $sudo apt-get update -qq >&2 || return 1
+    $sudo apt-get "${APT_LOCK_WAIT[@]}" update -qq >&2 || return 1
   fi
   log "apt-get install $* (for the browser tests, tests/ui) ..."
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get "${APT_LOCK_WAIT[@]}" install -y -qq --no-install-recommends "$@" >&2
 }
 
 # Debian's binary is /usr/bin/chromium; another distribution may name it chromium-browser.

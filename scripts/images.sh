@@ -42,7 +42,7 @@ apt_install() {
   have apt-get || die "apt-get not found: install $* by hand"
   if ! apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     log "apt-get update ..."
-    $sudo apt-get update -qq >&2
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
   fi
   log "apt-get install $* ..."
   # Another apt-get may hold the lock for a while (a fresh machine's own updates): wait for it.
