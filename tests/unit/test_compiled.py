@@ -31,9 +31,11 @@ from mlops_platform.serving.compiled import (
     CompiledModel,
     CompiledSum,
     CompileError,
+    PipelinePredictor,
     build_predictor,
     compile_model,
     edge_rows,
+    record_columns,
     records_frame,
     verify,
 )
@@ -269,6 +271,20 @@ def test_build_predictor_serves_compiled_when_it_verifies(
     expected = _predicted(models[family], records)
     np.testing.assert_allclose(predictor.predict_records(records), expected, rtol=RTOL)
     assert predictor.predict_records([]).shape == (0,)
+    # The API hands the checked body over as columns; the pipeline fallback takes them too.
+    columns = record_columns(records)
+    np.testing.assert_array_equal(
+        predictor.predict_columns(columns), predictor.predict_records(records)
+    )
+    fallback = PipelinePredictor(models[family])
+    np.testing.assert_allclose(fallback.predict_columns(columns), expected, rtol=1e-12)
+
+
+def test_the_parts_of_a_sum_compute_the_features_once(models: dict[str, Any]) -> None:
+    compiled = compile_model(models["linear_trees"])
+    assert isinstance(compiled, CompiledSum)
+    linear, trees = compiled.parts
+    assert linear.features is trees.features  # fitted on the same rows: one object, one pass
 
 
 def _refit(model: Any, train: pd.DataFrame) -> Any:

@@ -16,9 +16,10 @@ SIMD versions in the last bit, and one bit can flip a tree split.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
+from itertools import repeat
 from typing import Any, Protocol
 
 import numpy as np
@@ -60,6 +61,7 @@ from mlops_platform.schema import (
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+Columns = Mapping[str, Sequence[Any]]  # one list of values per feature, rows in order
 CATEGORICAL: tuple[str, ...] = (*LOW_CARDINALITY, *HIGH_CARDINALITY)
 
 
@@ -102,45 +104,74 @@ def _sold_year(value: Any) -> float:
     return value.year + value.timetuple().tm_yday / 365.25
 
 
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray:
+    """``_number`` of each value; numpy reads plain ints, floats and None (as NaN) at once."""
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        return np.array(values, dtype=np.float64).reshape(len(values))
+    return np.array([_number(v) for v in values], dtype=np.float64).reshape(len(values))
+
+
+def _each_distinct(function: Callable[[Any], Any], values: Sequence[Hashable]) -> list[Any]:
+    """``[function(v) for v in values]``, calling it once per distinct value (values repeat)."""
+    table = {value: function(value) for value in dict.fromkeys(values)}
+    return list(map(table.__getitem__, values))
+
+
+def record_columns(records: Sequence[Record]) -> dict[str, list[Any]]:
+    """Records → one list per feature (a key absent from a record reads as None)."""
+    return {name: [record.get(name) for record in records] for name in FEATURES}
+
+
+def column_records(columns: Columns) -> list[Record]:
+    """One list per field → one dict per record (the inverse of :func:`record_columns`)."""
+    names = tuple(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _rows(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
 # --- feature builder ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Features:
-    """ListingFeatureBuilder's fitted state and transform, on records instead of a DataFrame."""
+    """ListingFeatureBuilder's fitted state and transform, on columns instead of a DataFrame."""
 
     reference_year: float
     broker_counts: dict[str, float]
     street_counts: dict[str, float]
 
-    def numeric(self, records: Sequence[Record]) -> np.ndarray:
+    def numeric(self, columns: Columns) -> np.ndarray:
         """Rows × NUMERIC, as the builder computes them."""
-        brokers, streets = self.broker_counts, self.street_counts
-        rows = [
-            (
-                _number(r.get("bed")),
-                _number(r.get("bath")),
-                _number(r.get("house_size")),
-                _number(r.get("acre_lot")),
-                self.reference_year - _sold_year(r.get("prev_sold_date")),
-                0.0 if _is_missing(b := r.get("brokered_by")) else brokers.get(str(b), 1.0),
-                0.0 if _is_missing(s := r.get("street")) else streets.get(str(s), 1.0),
-                0.0,
-                0.0,
-            )
-            for r in records
-        ]
-        x = np.array(rows, dtype=np.float64).reshape(len(rows), len(NUMERIC))
-        x[:, 2] = np.log1p(x[:, 2])
-        x[:, 3] = np.log(x[:, 3] + ACRE_FLOOR)
+        rows = _rows(columns)
+        reference = self.reference_year
+        x = np.zeros((rows, len(NUMERIC)))
+        x[:, 0] = _numbers(columns["bed"])
+        x[:, 1] = _numbers(columns["bath"])
+        x[:, 2] = np.log1p(_numbers(columns["house_size"]))
+        x[:, 3] = np.log(_numbers(columns["acre_lot"]) + ACRE_FLOOR)
+        x[:, 4] = _each_distinct(lambda d: reference - _sold_year(d), columns["prev_sold_date"])
+        x[:, 5] = _each_distinct(self._broker_count, columns["brokered_by"])
+        x[:, 6] = _each_distinct(self._street_count, columns["street"])
         no_size = np.isnan(x[:, 2])
         x[:, 7:9] = np.where(no_size[:, None], x[:, 0:2], 0.0)  # rooms without size
         return x
 
+    def _broker_count(self, value: Any) -> float:
+        return 0.0 if _is_missing(value) else self.broker_counts.get(str(value), 1.0)
+
+    def _street_count(self, value: Any) -> float:
+        return 0.0 if _is_missing(value) else self.street_counts.get(str(value), 1.0)
+
     @staticmethod
-    def categories(records: Sequence[Record]) -> dict[str, list[str]]:
+    def categories(columns: Columns) -> dict[str, list[str]]:
         """Category strings per CATEGORICAL column, ``<missing>`` for absent values."""
-        out = {c: [_category(r.get(c)) for r in records] for c in CATEGORICAL if c != "zip3"}
+        out = {c: _each_distinct(_category, columns[c]) for c in CATEGORICAL if c != "zip3"}
         out["zip3"] = [z if z == MISSING_CATEGORY else z[:3] for z in out["zip_code"]]
         return out
 
@@ -214,11 +245,21 @@ class _OneHot:
 
     def __call__(self, columns: list[list[str]]) -> np.ndarray:
         out = np.zeros((len(columns[0]), self.width))
+        rows = np.arange(len(columns[0]))
         for table, column in zip(self.tables, columns, strict=True):
-            for row, value in enumerate(column):
-                if (index := table.get(value)) is not None:
-                    out[row, index] = 1.0
+            index = np.fromiter(map(table.get, column, repeat(-1)), np.intp, len(column))
+            seen = index >= 0
+            out[rows[seen], index[seen]] = 1.0
         return out
+
+    def dot(self, columns: list[list[str]], coef: np.ndarray) -> np.ndarray:
+        """``self(columns) @ coef`` without the (rows × categories) matrix: per row, the sum of
+        its categories' coefficients (an unseen category, index -1, reads the appended 0)."""
+        padded = np.append(coef, 0.0)
+        total = np.zeros(len(columns[0]))
+        for table, column in zip(self.tables, columns, strict=True):
+            total += padded[np.fromiter(map(table.get, column, repeat(-1)), np.intp, len(column))]
+        return total
 
 
 def _plain(values: np.ndarray) -> list[Any]:
@@ -305,6 +346,14 @@ class _Block:
             x = step(x)
         return x
 
+    def dot(
+        self, numbers: np.ndarray, categories: dict[str, list[str]], coef: np.ndarray
+    ) -> np.ndarray:
+        """``self(numbers, categories) @ coef``; a one-hot block never builds its matrix."""
+        if isinstance(self.encode, _OneHot) and not self.steps:
+            return self.encode.dot([categories[c] for c in self.categorical], coef)
+        return self(numbers, categories) @ coef
+
 
 def _flatten(transformer: Any) -> list[Any]:
     if isinstance(transformer, Pipeline):
@@ -367,7 +416,11 @@ class _Linear:
     log_link: bool = True
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        linear = x @ self.coef + self.intercept
+        return self.finish(x @ self.coef)
+
+    def finish(self, dot: np.ndarray) -> np.ndarray:
+        """The output from ``x · coef``."""
+        linear = dot + self.intercept
         return np.exp(linear) if self.log_link else linear
 
 
@@ -477,30 +530,75 @@ class CompiledModel:
     head: Callable[[np.ndarray], np.ndarray]  # encoded matrix → price
     feature_names: tuple[str, ...]  # of the encoded matrix, as the pipeline names them
     estimator: Any  # the fitted final estimator, for SHAP on encode_records()
+    widths: tuple[int, ...] = ()  # encoded columns per block (a linear head sums block by block)
 
     def encode_records(self, records: Sequence[Record]) -> np.ndarray:
         """The dense matrix the final estimator sees (rows × ``feature_names``)."""
-        numbers = self.features.numeric(records)
-        categories = self.features.categories(records)
+        return self.encode_columns(record_columns(records))
+
+    def encode_columns(self, columns: Columns) -> np.ndarray:
+        return self.encode(self.features.numeric(columns), self.features.categories(columns))
+
+    def encode(self, numbers: np.ndarray, categories: dict[str, list[str]]) -> np.ndarray:
+        """The encoded matrix from the features (which parts of a sum may share)."""
         return np.hstack([block(numbers, categories) for block in self.blocks])
 
     def predict_records(self, records: Sequence[Record]) -> np.ndarray:
         """Predicted prices of ``ListingFeatures.model_dump()`` records."""
-        if not records:
+        return self.predict_columns(record_columns(records))
+
+    def predict_columns(self, columns: Columns) -> np.ndarray:
+        """Predicted prices of records given as one list of values per feature."""
+        if not _rows(columns):
             return np.empty(0)
-        return self.head(self.encode_records(records))
+        return self.output(self.features.numeric(columns), self.features.categories(columns))
+
+    def output(self, numbers: np.ndarray, categories: dict[str, list[str]]) -> np.ndarray:
+        """The head's output from the features. A linear head takes ``x · coef`` block by block:
+        a one-hot block of thousands of locations is then a lookup, not a dense matrix (the sum
+        runs in another order than one dot product, ~1e-16 relative, as the GLM's already did)."""
+        head = self.head
+        if not (isinstance(head, _Linear) and self.widths):
+            return head(self.encode(numbers, categories))
+        ends = np.cumsum(self.widths)
+        dot = np.zeros(len(numbers))
+        for block, end, width in zip(self.blocks, ends, self.widths, strict=True):
+            dot += block.dot(numbers, categories, head.coef[end - width : end])
+        return head.finish(dot)
 
 
 @dataclass(frozen=True)
 class CompiledSum:
-    """A :class:`LinearTrees` model: exp of the sum of its parts' log-price outputs."""
+    """A :class:`LinearTrees` model: exp of the sum of its parts' log-price outputs.
+
+    Parts fitted on the same rows have the same feature state; :func:`compile_model` makes them
+    share one object, and the features are then computed once per request, not once per part.
+    """
 
     parts: tuple[CompiledModel, ...]
 
     def predict_records(self, records: Sequence[Record]) -> np.ndarray:
-        if not records:
+        return self.predict_columns(record_columns(records))
+
+    def predict_columns(self, columns: Columns) -> np.ndarray:
+        if not _rows(columns):
             return np.empty(0)
-        return np.exp(np.sum([part.predict_records(records) for part in self.parts], axis=0))
+        computed: dict[int, tuple[np.ndarray, dict[str, list[str]]]] = {}
+        outputs = []
+        for part in self.parts:
+            features = part.features
+            if id(features) not in computed:
+                computed[id(features)] = (features.numeric(columns), features.categories(columns))
+            outputs.append(part.output(*computed[id(features)]))
+        return np.exp(np.sum(outputs, axis=0))
+
+
+def _shared_features(parts: tuple[CompiledModel, ...]) -> tuple[CompiledModel, ...]:
+    """The parts, those with equal feature state holding the same object."""
+    first = parts[0].features
+    return tuple(
+        replace(part, features=first) if part.features == first else part for part in parts
+    )
 
 
 def _split_model(model: Any) -> tuple[Pipeline, bool]:
@@ -515,9 +613,8 @@ def _split_model(model: Any) -> tuple[Pipeline, bool]:
 def compile_model(model: Any) -> CompiledModel | CompiledSum:
     """Compile a fitted ``build_model`` model; CompileError names whatever is unsupported."""
     if isinstance(model, LinearTrees):
-        return CompiledSum(
-            (_compile_pipeline(model.linear_, "log"), _compile_pipeline(model.trees_, "log"))
-        )
+        parts = (_compile_pipeline(model.linear_, "log"), _compile_pipeline(model.trees_, "log"))
+        return CompiledSum(_shared_features(parts))
     pipeline, exponentiate = _split_model(model)
     return _compile_pipeline(pipeline, "price" if exponentiate else "glm")
 
@@ -544,11 +641,12 @@ def _compile_pipeline(pipeline: Any, output: str) -> CompiledModel:
     else:
         where = {"price": " inside a log-target transform", "log": " in LinearTrees"}
         raise CompileError(f"unsupported final estimator {kind.__name__}{where.get(output, '')}")
-    compiled = CompiledModel(features, blocks, head, names, estimator)
-    width = compiled.encode_records([{}]).shape[1]
-    if width != len(names):
-        raise CompileError(f"compiled encoding has {width} columns, the pipeline {len(names)}")
-    return compiled
+    empty = record_columns([{}])
+    numbers, categories = features.numeric(empty), features.categories(empty)
+    widths = tuple(block(numbers, categories).shape[1] for block in blocks)
+    if sum(widths) != len(names):
+        raise CompileError(f"compiled encoding has {sum(widths)} columns, pipeline {len(names)}")
+    return CompiledModel(features, blocks, head, names, estimator, widths)
 
 
 # --- verification and the served predictor -----------------------------------------------------
@@ -616,6 +714,8 @@ class Predictor(Protocol):
 
     def predict_records(self, records: Sequence[Record]) -> np.ndarray: ...
 
+    def predict_columns(self, columns: Columns) -> np.ndarray: ...
+
 
 @dataclass(frozen=True)
 class CompiledPredictor:
@@ -630,6 +730,9 @@ class CompiledPredictor:
 
     def predict_records(self, records: Sequence[Record]) -> np.ndarray:
         return self.compiled.predict_records(records)
+
+    def predict_columns(self, columns: Columns) -> np.ndarray:
+        return self.compiled.predict_columns(columns)
 
 
 def records_frame(records: Sequence[Record]) -> pd.DataFrame:
@@ -657,6 +760,12 @@ class PipelinePredictor:
         if not records:
             return np.empty(0)
         return np.asarray(self.model.predict(records_frame(records)), dtype=np.float64)
+
+    def predict_columns(self, columns: Columns) -> np.ndarray:
+        names = list(columns)
+        return self.predict_records(
+            [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        )
 
 
 def build_predictor(model: Any, sample_frame: pd.DataFrame, rtol: float = 1e-6) -> Predictor:
