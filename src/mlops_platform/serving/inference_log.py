@@ -1,6 +1,8 @@
 """Every prediction served goes to ``raw_data.inference_logs``, without a request ever waiting.
 
-Requests append rows to a bounded in-memory queue (:meth:`InferenceLog.submit`, no I/O); one
+Requests append rows to a bounded in-memory queue (:meth:`InferenceLog.submit`, no I/O), each
+already encoded as a line of COPY text: JSON is encoded once, in the request, by orjson, and the
+writer only joins lines, so it holds the GIL for little while requests are being served. One
 background task writes them with COPY in batches of ``inference_log_batch_size``, at least every
 ``inference_log_flush_s``. A batch leaves the queue only after its transaction committed, so
 while RAW is down rows wait (up to ``inference_log_queue_size``) and are written once it is back;
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import orjson
 import psycopg
 from sqlalchemy import Engine, create_engine
@@ -35,8 +38,8 @@ _COPY_SQL = (
 _MAX_RETRY_S = 5.0  # longest pause between write attempts while RAW is down
 _WARN_EVERY_S = 30.0  # at most one "dropping rows" warning per this many seconds
 
-# (logged_at, model_name, model_version, run_id, input record, predicted price, latency ms)
-Row = tuple[datetime, str, str, str, dict[str, Any], float, float]
+# One row of COPY text: logged_at, model_name, model_version, run_id, input, output, latency_ms.
+Row = bytes
 
 
 class InferenceLog:
@@ -69,7 +72,7 @@ class InferenceLog:
         self,
         ref: dict[str, str],
         records: Sequence[dict[str, Any]],
-        prices: Sequence[float],
+        prices: np.ndarray,
         latency_ms: float,
     ) -> None:
         """Queue one row per prediction; never blocks (call it from the event loop)."""
@@ -77,12 +80,7 @@ class InferenceLog:
         if room < len(records):
             self._drop(len(records) - max(room, 0))
             records, prices = records[: max(room, 0)], prices[: max(room, 0)]
-        now = datetime.now(UTC)
-        name, version, run_id = ref["name"], ref["version"], ref["run_id"]
-        self._queue.extend(
-            (now, name, version, run_id, record, float(price), latency_ms)
-            for record, price in zip(records, prices, strict=True)
-        )
+        self._queue.extend(copy_rows(ref, records, prices, latency_ms))
         self.metrics.log_queue_depth.set(len(self._queue))
         if self._wake is not None and len(self._queue) >= self.batch_size:
             self._wake.set()
@@ -189,18 +187,7 @@ class InferenceLog:
         with self._engine.begin() as conn:
             driver = conn.connection.driver_connection
             with driver.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
-                for logged_at, name, version, run_id, record, price, latency in batch:
-                    copy.write_row(
-                        (
-                            logged_at,
-                            name,
-                            version,
-                            run_id,
-                            _json(record),
-                            _json({"price": price}),
-                            latency,
-                        )
-                    )
+                copy.write(b"".join(batch))
 
     def _write_each(self, batch: list[Row]) -> int:
         """Row by row, skipping the ones RAW refuses, so one bad value cannot block the queue."""
@@ -209,13 +196,41 @@ class InferenceLog:
             try:
                 self._write([row])
             except psycopg.DataError as error:
-                log.error("dropped an inference-log row RAW refuses: %s (%r)", error, row[4])
+                log.error("dropped an inference-log row RAW refuses: %s (%r)", error, row)
             else:
                 written += 1
         return written
 
 
-def _json(value: Any) -> str:
-    """JSON text for a JSONB column; NUL, which PostgreSQL text cannot hold, becomes U+FFFD."""
-    text = orjson.dumps(value).decode()
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+def copy_rows(
+    ref: dict[str, str], records: Sequence[dict[str, Any]], prices: np.ndarray, latency_ms: float
+) -> list[Row]:
+    """The COPY text line of each prediction (the columns of ``_COPY_SQL``, tab-separated)."""
+    if not len(records):
+        return []
+    now = datetime.now(UTC).isoformat()
+    head = "\t".join(_escape(v) for v in (now, ref["name"], ref["version"], ref["run_id"]))
+    head = head.replace("%", "%%")  # it becomes part of a %-template
+    template = f'{head}\t%s\t{{"price":%s}}\t{latency_ms!r}\n'.encode()
+    # The prices as JSON, split: numbers and null never hold a comma.
+    outputs = orjson.dumps(prices, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    return [
+        template % (_json(record), output) for record, output in zip(records, outputs, strict=True)
+    ]
+
+
+def _escape(text: str) -> str:
+    """A value as COPY text: backslash, tab, newline and carriage return escaped."""
+    return text.translate(_COPY_ESCAPES)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _json(value: Any) -> bytes:
+    """JSON for a JSONB column, as COPY text. orjson writes no raw control characters, so only
+    backslashes need escaping; NUL, which PostgreSQL text cannot hold, becomes U+FFFD."""
+    text = orjson.dumps(value)
+    if b"\\" not in text:
+        return text
+    return text.replace(b"\\u0000", b"\\ufffd").replace(b"\\", b"\\\\")
