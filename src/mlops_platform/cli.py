@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops_platform.local import commands as local_commands
+from mlops_platform.local.keys import with_local_secrets
 from mlops_platform.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="MLOps platform for house-price prediction.", no_args_is_help=True)
@@ -27,8 +28,13 @@ console = Console()
 
 
 def _settings() -> Settings:
+    """The settings, with the local platform's generated secrets where `mlops up` made some
+    (so `mlops pipeline run` reaches its stores as the services do)."""
     try:
-        return load_settings()
+        settings = load_settings()
+        if (settings.state_dir / "keys.json").is_file():
+            settings = with_local_secrets(settings)
+        return settings
     except SettingsError as error:
         console.print(f"[red]{error}[/red]\nFix the variable(s) above and run again.")
         raise typer.Exit(2) from None

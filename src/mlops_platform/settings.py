@@ -28,11 +28,11 @@ class Settings(BaseSettings):
 
     # --- stores -------------------------------------------------------------------------------
     raw_db_url: PostgresDsn = Field(
-        default="postgresql+psycopg://rawdata:rawdata@127.0.0.1:5432/rawdata",
+        default="postgresql+psycopg://rawdata@127.0.0.1:5432/rawdata",
         description="RAW store: batches, listings as received, inference logs.",
     )
     clean_db_url: PostgresDsn = Field(
-        default="postgresql+psycopg://cleandata:cleandata@127.0.0.1:5432/cleandata",
+        default="postgresql+psycopg://cleandata@127.0.0.1:5432/cleandata",
         description=(
             "CLEAN store: typed listings, repaired fields, rejected rows, model history. May "
             "equal RAW."
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:5000", description="MLflow tracking server clients talk to."
     )
     mlflow_backend_db_url: PostgresDsn = Field(
-        default="postgresql+psycopg://mlflow:mlflow@127.0.0.1:5432/mlflow",
+        default="postgresql+psycopg://mlflow@127.0.0.1:5432/mlflow",
         description="MLflow server metadata store (PostgreSQL; SQLite is not supported).",
     )
     mlflow_artifacts_uri: str = Field(
@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     s3_endpoint_url: str = Field(
         default="http://127.0.0.1:8333", description="S3 API endpoint (MinIO-compatible)."
     )
-    s3_access_key: str = Field(default="mlops", description="S3 access key id.")
-    s3_secret_key: str = Field(default="mlops-secret", description="S3 secret access key.")
+    # No default keys or passwords: `mlops up` generates them (keys.json in the state folder)
+    # and fills in the database URLs' passwords; on the cluster the secrets chart makes them.
+    s3_access_key: str = Field(default="", description="S3 access key id (local: generated).")
+    s3_secret_key: str = Field(default="", description="S3 secret access key (local: generated).")
     s3_port: int = Field(default=8333, ge=1, le=65535, description="Local S3 server port.")
     model_name: str = Field(default="house_price", description="Registered model name.")
     model_alias: str = Field(default="production", description="Alias of the serving model.")
@@ -181,7 +183,7 @@ class Settings(BaseSettings):
 
     # --- Airflow on one machine (`mlops up`; on Kubernetes the airflow chart configures it) ----
     airflow_db_url: PostgresDsn = Field(
-        default="postgresql+psycopg://airflow:airflow@127.0.0.1:5432/airflow",
+        default="postgresql+psycopg://airflow@127.0.0.1:5432/airflow",
         description="Airflow's metadata database (its own owner).",
     )
     airflow_port: int = Field(default=8080, ge=1, le=65535, description="Airflow api-server port.")

@@ -60,10 +60,15 @@ def test_up_status_logs_down(tmp_path: Path) -> None:
             host="127.0.0.1",
             port=settings.pg_port,
             user="rawdata",
-            password="rawdata",
+            password=secrets["rawdata_db_password"],
             dbname="rawdata",
         ) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
+        for user in ("postgres", "rawdata"):  # no login without the generated password
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(
+                    host="127.0.0.1", port=settings.pg_port, user=user, dbname="postgres"
+                ).close()
         # Each probe retries within a deadline: right after `up`, a busy machine can be slow
         # to answer one request without anything being wrong.
         for url in (

@@ -18,7 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlops_platform.local import airflow, platform
-from mlops_platform.local.keys import keys, with_hook_token
+from mlops_platform.local.keys import keys, with_local_secrets
 from mlops_platform.settings import Settings
 
 console = Console()
@@ -86,7 +86,11 @@ def credentials_table(settings: Settings) -> Table:
     table.add_row(
         "S3 API", settings.s3_endpoint_url, f"{settings.s3_access_key} / {settings.s3_secret_key}"
     )
-    table.add_row("PostgreSQL", f"127.0.0.1:{settings.pg_port}", "users in MLOPS_*_DB_URL")
+    table.add_row(
+        "PostgreSQL",
+        f"127.0.0.1:{settings.pg_port}",
+        f"users in MLOPS_*_DB_URL; passwords in {settings.state_dir.resolve() / 'keys.json'}",
+    )
     return table
 
 
@@ -204,7 +208,7 @@ def register(app: typer.Typer, load: Callable[[], Settings]) -> None:
 
         PostgreSQL, S3, MLflow, the simulator, the inference API, the UI and Airflow.
         """
-        up(with_hook_token(load()), no_pipeline)
+        up(with_local_secrets(load()), no_pipeline)
 
     @app.command("status")
     def status_command() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from mlops_platform.local import airflow
+from mlops_platform.local.keys import keys, with_local_secrets
 from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
 from mlops_platform.local.postgres import LocalPostgres, free_ports, port_is_free
 from mlops_platform.local.processes import Service, answers, wait_until
@@ -88,6 +89,7 @@ def on_free_ports(settings: Settings) -> Settings:
     """A copy of ``settings`` whose local services all listen on free ports, URLs to match.
 
     For a second platform beside the usual one: benchmarks, tests, a demo in a temporary folder.
+    Its secrets are generated into its own state folder, as `mlops up` does.
     """
     pg, s3, mlflow, sim, api, ui, air, worker_log, trigger_log = free_ports(9)
     local = "127.0.0.1"
@@ -95,29 +97,35 @@ def on_free_ports(settings: Settings) -> Settings:
     def database(url: str) -> str:
         return make_url(normalise_url(url)).set(host=local, port=pg).render_as_string(False)
 
-    return settings.replace(
-        pg_port=pg,
-        s3_port=s3,
-        mlflow_port=mlflow,
-        sim_port=sim,
-        api_port=api,
-        ui_port=ui,
-        airflow_port=air,
-        airflow_worker_log_port=worker_log,
-        airflow_triggerer_log_port=trigger_log,
-        raw_db_url=database(settings.raw_url),
-        clean_db_url=database(settings.clean_url),
-        mlflow_backend_db_url=database(str(settings.mlflow_backend_db_url)),
-        airflow_db_url=database(str(settings.airflow_db_url)),
-        s3_endpoint_url=f"http://{local}:{s3}",
-        mlflow_tracking_uri=f"http://{local}:{mlflow}",
-        datasource_url=f"http://{local}:{sim}",
-        api_url=f"http://{local}:{api}",
+    return with_local_secrets(
+        settings.replace(
+            pg_port=pg,
+            s3_port=s3,
+            mlflow_port=mlflow,
+            sim_port=sim,
+            api_port=api,
+            ui_port=ui,
+            airflow_port=air,
+            airflow_worker_log_port=worker_log,
+            airflow_triggerer_log_port=trigger_log,
+            raw_db_url=database(settings.raw_url),
+            clean_db_url=database(settings.clean_url),
+            mlflow_backend_db_url=database(str(settings.mlflow_backend_db_url)),
+            airflow_db_url=database(str(settings.airflow_db_url)),
+            s3_endpoint_url=f"http://{local}:{s3}",
+            mlflow_tracking_uri=f"http://{local}:{mlflow}",
+            datasource_url=f"http://{local}:{sim}",
+            api_url=f"http://{local}:{api}",
+        )
     )
 
 
 def local_postgres(settings: Settings) -> LocalPostgres:
-    return LocalPostgres(settings.state_dir.resolve() / "postgres" / "data", settings.pg_port)
+    return LocalPostgres(
+        settings.state_dir.resolve() / "postgres" / "data",
+        settings.pg_port,
+        password=keys(settings)["postgres_password"],
+    )
 
 
 def local_s3(settings: Settings) -> LocalS3:

@@ -12,14 +12,17 @@ import importlib.util
 import logging
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 # PostgreSQL refuses to run as root. As root we run it in a user namespace where our uid is this
 # one: the server sees an ordinary user, while the kernel checks its file access as the caller's,
@@ -31,6 +34,8 @@ SYSTEM_USER = "mlops_postgres"
 SUPERUSER = "postgres"
 
 log = logging.getLogger(__name__)
+# A pg_hba.conf rule that lets anyone in: its method is the last word of the line.
+_TRUST = re.compile(r"^(\s*(?:local|host)\S*\s.*\s)trust(\s*)$")
 
 
 class PostgresError(RuntimeError):
@@ -154,17 +159,28 @@ class LocalPostgres:
     # False trades crash safety for speed (no fsync): for tests and benchmarks, whose databases
     # are thrown away. `mlops up` keeps the user's data, so it stays durable.
     durable: bool = True
+    # The superuser's. Set (`mlops up`: generated into keys.json), every login must give its
+    # password (scram-sha-256), as in the cluster; empty, loopback is trusted: a throwaway server
+    # of the tests or a benchmark, in a private temporary folder.
+    password: str = field(default="", repr=False)
 
     @property
     def log_file(self) -> Path:
         return self.data_dir.parent / "postgres.log"
 
     def url(self, database: str = "postgres", user: str = SUPERUSER, password: str = "") -> str:
-        auth = f"{user}:{password}" if password else user
+        password = password or (self.password if user == SUPERUSER else "")
+        auth = f"{user}:{quote(password, safe='')}" if password else user
         return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{database}"
 
     def conninfo(self, database: str = "postgres") -> str:
-        return f"host={self.host} port={self.port} user={SUPERUSER} dbname={database}"
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            user=SUPERUSER,
+            dbname=database,
+            **({"password": self.password} if self.password else {}),
+        )
 
     def is_running(self) -> bool:
         result = _runner().run(
@@ -173,27 +189,37 @@ class LocalPostgres:
         return result.returncode == 0
 
     def init(self) -> None:
-        """Create the data directory once (trust auth on loopback: a local, single-user server)."""
+        """Create the data directory once: passwords required when the server has one."""
         if (self.data_dir / "PG_VERSION").exists():
             return
         runner = _runner()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         runner.own(self.data_dir)
-        result = runner.run(
-            [
-                _bin("initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-            capture_output=True,
-            text=True,
-        )
+        auth = ["--auth=trust"]
+        secret = self.data_dir.parent / ".superuser-password"
+        if self.password:
+            secret.touch(mode=0o600)
+            secret.write_text(self.password)
+            runner.own(secret)
+            auth = ["--auth=scram-sha-256", f"--pwfile={secret}"]
+        try:
+            result = runner.run(
+                [
+                    _bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    *auth,
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            secret.unlink(missing_ok=True)
         if result.returncode != 0:
             raise PostgresError(f"initdb could not create {self.data_dir}: {result.stderr.strip()}")
 
@@ -232,6 +258,29 @@ class LocalPostgres:
         if result.returncode != 0:
             tail = self.log_file.read_text()[-2000:]
             raise PostgresError(f"PostgreSQL did not start ({result.stderr.strip()}):\n{tail}")
+        if self.password:
+            self._require_passwords()
+
+    def _require_passwords(self) -> None:
+        """A data folder an earlier version made trusts loopback: give the superuser its
+        password, then ask every login for one (scram-sha-256) from now on."""
+        hba = self.data_dir / "pg_hba.conf"
+        lines = hba.read_text().splitlines(keepends=True)
+        trusting = [i for i, line in enumerate(lines) if _TRUST.match(line)]
+        if not trusting:
+            return
+        socket_only = make_conninfo(host=str(self.data_dir), port=self.port, user=SUPERUSER)
+        with psycopg.connect(socket_only, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(SUPERUSER), sql.Literal(self.password)
+                )
+            )
+            for i in trusting:
+                lines[i] = _TRUST.sub(r"\1scram-sha-256\2", lines[i])
+            hba.write_text("".join(lines))
+            conn.execute("SELECT pg_reload_conf()")
+        log.info("PostgreSQL in %s now asks every login for its password", self.data_dir)
 
     def stop(self) -> None:
         if self.is_running():
@@ -248,12 +297,15 @@ class LocalPostgres:
                 exists = conn.execute(
                     "SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)
                 ).fetchone()
-                if not exists:
-                    conn.execute(
-                        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                            sql.Identifier(owner), sql.Literal(password or owner)
-                        )
+                # No password given, none is set (a trusting server needs none; any other
+                # refuses the role): never a default one. Given, it is (re)set every time.
+                secret = sql.Literal(password) if password else sql.SQL("NULL")
+                verb = "ALTER" if exists else "CREATE"
+                conn.execute(
+                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(owner), secret
                     )
+                )
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
