@@ -91,6 +91,11 @@ class Decision:
         return asdict(self)
 
 
+def first_model(new_rows: int) -> Decision:
+    """With no production model there is nothing to compare: train."""
+    return Decision(True, ["no production model yet"], 0, new_rows)
+
+
 def decide(
     reference: pd.DataFrame | None,
     new: pd.DataFrame,
@@ -106,7 +111,7 @@ def decide(
     call for a model would otherwise dilute a fresh shift. Volume and error use all new rows.
     """
     if reference is None:
-        return Decision(True, ["no production model yet"], 0, len(new))
+        return first_model(len(new))
     if len(new) < thresholds.min_new_rows:
         return Decision(
             False,

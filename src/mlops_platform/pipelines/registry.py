@@ -34,7 +34,8 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"skops\.io\._u
 
 # Types a model of ours may contain beyond skops' defaults, stated rather than found by a dump of
 # the model before MLflow dumps it again (tests/unit/test_model_code.py dumps every family and
-# checks it holds no other). Loading refuses any type not listed.
+# checks it holds no other). MLflow loads the saved file back with exactly these trusted, so a
+# model holding any other type still fails to register, as it did when they were found.
 TRUSTED_TYPES: tuple[str, ...] = (
     "mlops_platform.pipelines.features.IdCounts",
     "mlops_platform.pipelines.features.ListingFeatureBuilder",

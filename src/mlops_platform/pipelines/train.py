@@ -37,6 +37,7 @@ from mlops_platform.pipelines.features import (
     ListingFeatureBuilder,
 )
 from mlops_platform.pipelines.linear_trees import LinearTrees
+from mlops_platform.pipelines.sample import at_most, uniform
 from mlops_platform.schema import FEATURES, TARGET
 
 log = logging.getLogger(__name__)
@@ -192,22 +193,9 @@ def recency_weights(batch_ids: pd.Series, half_life: float) -> np.ndarray:
     return np.power(0.5, age / half_life)
 
 
-def _uniform(row_keys: pd.Series, digits: slice) -> np.ndarray:
-    """A number in [0, 1) per row from some hex digits of its key: a pure function of the row."""
-    return row_keys.str[digits].map(lambda h: int(h, 16) / 16 ** len(h)).to_numpy()
-
-
 def validation_mask(row_keys: pd.Series) -> np.ndarray:
     """Validation rows are a pure function of the row, like the train/test split."""
-    return _uniform(row_keys, slice(-8, None)) < VALIDATION_FRACTION
-
-
-def at_most(rows: pd.DataFrame, limit: int) -> pd.DataFrame:
-    """A fixed, spread-out sample of about ``limit`` rows (all of them when fewer): every batch
-    keeps its share, so the recency weights still apply."""
-    if len(rows) <= limit:
-        return rows
-    return rows[_uniform(rows["row_key"], slice(-16, -8)) < limit / len(rows)]
+    return uniform(row_keys, slice(-8, None)) < VALIDATION_FRACTION
 
 
 @dataclass
