@@ -84,20 +84,23 @@ def test_check_body_agrees_with_per_record_validation(body: Any) -> None:
     assert all(_same(g, r) for g, r in zip(got, records, strict=True)), (got, records)
 
 
-def test_the_memo_is_bounded_and_forgets_each_day(monkeypatch: pytest.MonkeyPatch) -> None:
-    memo = VerdictMemo(limit=30)
+def test_the_memo_is_bounded_per_field_and_forgets_each_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memo = VerdictMemo(per_field=15)
     body = [{**EXAMPLE_RECORD, "street": str(i)} for i in range(10)]
     check_body(body, memo)
     day, verdicts = memo.today()
-    assert 10 < sum(map(len, verdicts.values())) <= 30
-    check_body([{**EXAMPLE_RECORD, "street": str(i)} for i in range(10, 30)], memo)
-    assert sum(map(len, memo.today()[1].values())) == 0  # over the limit: cleared
+    assert len(verdicts[("street", day)]) == 10
+    check_body([{**EXAMPLE_RECORD, "street": str(i)} for i in range(10, 20)], memo)
+    verdicts = memo.today()[1]
+    assert len(verdicts[("street", day)]) == 0  # over the bound: that field starts afresh
+    assert len(verdicts[("city", day)]) == 1  # the others keep theirs
 
     class Tomorrow(date):
         @classmethod
         def today(cls) -> date:
             return date.fromordinal(day.toordinal() + 1)
 
-    check_body(body, memo)
     monkeypatch.setattr(body_module, "date", Tomorrow)
     assert memo.today() == (Tomorrow.today(), {})

@@ -54,14 +54,17 @@ class CheckedBody:
 
 
 class VerdictMemo:
-    """The field validators' verdicts kept between requests, bounded.
+    """The field validators' verdicts kept between requests, bounded per field.
 
-    Cleared each day (whether a sale date is "in the future" depends on it) and whenever it
-    holds more than ``limit`` values (clients choose the values, so it must not grow forever).
+    A field that has collected more than ``per_field`` values starts afresh (clients choose the
+    values, and street ids hardly repeat, so without a bound it would grow forever; the other
+    fields keep theirs). Everything starts afresh each day: whether a sale date is "in the
+    future" depends on it. A full field's table is replaced, never cleared, so a request
+    reading it on another thread is not disturbed.
     """
 
-    def __init__(self, limit: int = 200_000) -> None:
-        self.limit = limit
+    def __init__(self, per_field: int = 10_000) -> None:
+        self.per_field = per_field
         self._day = date.min
         self._verdicts: dict[Any, dict[Any, Any]] = {}
         self._lock = threading.Lock()  # bodies are checked on the event loop and in threads
@@ -69,8 +72,11 @@ class VerdictMemo:
     def today(self) -> tuple[date, dict[Any, dict[Any, Any]]]:
         day = date.today()
         with self._lock:
-            if day != self._day or sum(map(len, self._verdicts.values())) > self.limit:
+            if day != self._day:
                 self._day, self._verdicts = day, {}
+            for key, verdicts in list(self._verdicts.items()):
+                if len(verdicts) > self.per_field:
+                    self._verdicts[key] = {}
             return day, self._verdicts
 
 
