@@ -152,13 +152,23 @@ class Settings(BaseSettings):
     api_url: str = Field(
         default="http://127.0.0.1:8989", description="Where clients reach the inference API."
     )
+    # No default token: unset, the hook refuses every call (`mlops up` generates one; the
+    # cluster's comes from the secrets chart).
     api_token: str = Field(
-        default="change-me",
-        min_length=8,
-        description="Bearer token for POST /hooks/model_update (from a Secret in Kubernetes).",
+        default="",
+        pattern=r"^(|.{8,})$",
+        description=(
+            "Bearer token for POST /hooks/model_update (from a Secret in Kubernetes); at least 8 "
+            "characters; unset, the hook is off."
+        ),
     )
     max_batch_records: int = Field(
         default=1000, ge=1, le=100_000, description="Most records one /predict may carry."
+    )
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API reads (413 beyond it, before reading it all).",
     )
     model_poll_interval_s: float = Field(
         default=30.0, gt=0, description="How often the API checks the production alias."

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from prometheus_client import multiprocess
 
 from mlops_platform.serving.inference_log import InferenceLog
+from mlops_platform.serving.limits import BodyLimit
 from mlops_platform.serving.metrics import MULTIPROC_ENV, ApiMetrics, MetricsMiddleware
 from mlops_platform.serving.routes import ROUTERS
 from mlops_platform.serving.state import ApiState, ModelHolder
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             flush_s=settings.inference_log_flush_s,
         ),
     )
+    # Inside the metrics middleware, so refused bodies are counted as the 413s they are.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)

@@ -45,6 +45,12 @@ async def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """401 unless the request carries ``Authorization: Bearer <MLOPS_API_TOKEN>``."""
+    if not api.settings.api_token:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "the hook is off: this API has no token (set MLOPS_API_TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if credentials is None or not hmac.compare_digest(
         credentials.credentials.encode(), api.settings.api_token.encode()
     ):
