@@ -22,6 +22,7 @@ from mlops_platform.pipelines import registry
 from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.registry import ModelVersion
 from mlops_platform.schema import EXAMPLE_RECORD
+from mlops_platform.serving.body import VerdictMemo
 from mlops_platform.serving.compiled import Predictor, build_predictor, frame_records
 from mlops_platform.serving.inference_log import InferenceLog
 from mlops_platform.serving.metrics import ApiMetrics
@@ -211,3 +212,5 @@ class ApiState:
     metrics: ApiMetrics
     holder: ModelHolder
     inference_log: InferenceLog
+    # The /predict body checks' verdicts: pure functions of (field, value, day), kept per app.
+    verdicts: VerdictMemo = field(default_factory=VerdictMemo)

@@ -28,7 +28,6 @@ router = APIRouter(tags=["predict"])
 # Smaller ones (100 records: ~1 ms) run inline: the hop to a thread costs more than it saves, and
 # under load its GIL hand-offs (up to the 5 ms switch interval each) made the latency tail.
 THREADED_FROM_RECORDS = 256
-_MEMO = VerdictMemo()  # verdicts are pure functions of (field, value, day): one per process
 
 
 @router.post(
@@ -65,9 +64,9 @@ async def predict(
         )
     served = current_model(api)
     if isinstance(body, list) and len(body) >= THREADED_FROM_RECORDS:
-        records, prices = await run_in_threadpool(_predict, body, served)
+        records, prices = await run_in_threadpool(_predict, body, served, api.verdicts)
     else:
-        records, prices = _predict(body, served)
+        records, prices = _predict(body, served, api.verdicts)
     latency_ms = (time.perf_counter() - request.scope.get(START_KEY, 0.0)) * 1000.0
     api.metrics.observe_predictions(prices)
     api.inference_log.submit(served.ref, records, prices, latency_ms)
@@ -77,8 +76,10 @@ async def predict(
     return Response(content, media_type="application/json")
 
 
-def _predict(body: Any, served: LoadedModel) -> tuple[list[dict[str, Any]], np.ndarray]:
+def _predict(
+    body: Any, served: LoadedModel, verdicts: VerdictMemo
+) -> tuple[list[dict[str, Any]], np.ndarray]:
     """The body's records, checked, and their prices rounded to cents."""
-    checked = check_body(body, _MEMO)
+    checked = check_body(body, verdicts)
     prices = served.predictor.predict_columns(checked.columns)
     return checked.records(), np.round(np.asarray(prices, dtype=np.float64), 2)
