@@ -112,6 +112,10 @@ def parse_batch(body: str, source: str, group_number: int, day: str) -> Batch:
         raise DataSourceError(
             f"data source answered non-JSON: {error}; body starts {body[:80]!r}"
         ) from None
+    except RecursionError:  # arrays or objects nested thousands deep: no listing looks like it
+        raise DataSourceError(
+            f"data source answered JSON nested too deeply to read; body starts {body[:80]!r}"
+        ) from None
     if not isinstance(document, dict):
         raise DataSourceError(f"data source answered a {type(document).__name__}, not an object")
     try:
