@@ -50,12 +50,15 @@ def _bin(name: str) -> str:
     return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
 
+_IN_NAMESPACE = ("unshare", "--user", f"--map-user={NAMESPACE_UID}", f"--map-group={NAMESPACE_UID}")
+
+
 @functools.cache
 def _namespaces_work() -> bool:
-    probe = ["unshare", "--user", f"--map-user={NAMESPACE_UID}", f"--map-group={NAMESPACE_UID}"]
+    """Whether this machine lets us make a user namespace (a container may forbid it)."""
     try:
-        return subprocess.run([*probe, "true"], capture_output=True).returncode == 0
-    except FileNotFoundError:
+        return subprocess.run([*_IN_NAMESPACE, "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:  # no util-linux unshare
         return False
 
 
@@ -93,9 +96,7 @@ def _runner() -> _Runner:
     if os.geteuid() != 0:
         return _Runner()
     if _namespaces_work():
-        return _Runner(
-            ("unshare", "--user", f"--map-user={NAMESPACE_UID}", f"--map-group={NAMESPACE_UID}")
-        )
+        return _Runner(_IN_NAMESPACE)
     try:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
