@@ -116,7 +116,7 @@ def chart_s3_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         "ROOT_PASSWORD": "root-password-1",
         "MLFLOW_ACCESS_KEY": "mlflow-key",
         "MLFLOW_SECRET_KEY": "mlflow-secret-1",
-        "BUCKET": "mlflow",
+        "MLFLOW_BUCKET": "mlflow",
     }
     log = (tmp_path / "weed.log").open("w")
     process = subprocess.Popen(
@@ -248,7 +248,9 @@ def test_helm_test_lists_the_bucket_as_mlflow_through_the_service(
     assert endpoint == f"http://{service['metadata']['name']}:{s3_port}"
     server = pod_spec(one(objects, "Deployment", "minio"))["containers"][0]
     job = pod_spec(one(objects, "Job", "minio-create-bucket"))["containers"][0]
-    assert bucket == env_of(server)["BUCKET"]["value"] == env_of(job)["BUCKET"]["value"]
+    assert bucket == env_of(server)["MLFLOW_BUCKET"]["value"] == env_of(job)["BUCKET"]["value"]
+    # weed mini creates a bucket named by these at start, racing the Job: none is set.
+    assert not {"BUCKET", "S3_BUCKET"} & set(env_of(server))
     refs = secret_refs(server)
     assert (access_key, secret_key) == (
         "/".join(refs["MLFLOW_ACCESS_KEY"]),

@@ -3,14 +3,16 @@ optional fields are repaired (nulled, recorded) in the same transaction as the r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date
 
 import pytest
 from alembic import command
 from psycopg.errors import UniqueViolation
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Engine, inspect, select, text
 
 from mlops_platform.datasource.client import Batch
 from mlops_platform.datasource.simulator import (
@@ -361,13 +363,32 @@ def test_repairs_are_in_the_batch_transaction(stores: Stores) -> None:
     assert tables["listings"] == tables["rejected"] == tables["cleaned_batches"] == []
 
 
+@contextlib.contextmanager
+def _store_at(postgres: LocalPostgres, revision: str) -> Iterator[Engine]:
+    """A CLEAN store of its own, migrated up to ``revision`` only (dropped afterwards)."""
+    name = f"clean_at_{revision}"
+    postgres.ensure_database(name)
+    engine = None
+    try:
+        upgrade(postgres.url(name), "clean", revision)
+        engine = make_engine(postgres.url(name))
+        yield engine
+    finally:
+        if engine is not None:
+            engine.dispose()
+        postgres.drop_database(name)
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config("clean")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
 def test_the_repairs_migration_applies_on_a_store_at_clean_0003(postgres: LocalPostgres) -> None:
     """A store cleaned before repairs existed: its batches say 0 repaired, and it goes back."""
-    postgres.ensure_database("clean_at_0003")
-    url = postgres.url("clean_at_0003")
-    try:
-        upgrade(url, "clean", "clean_0003")
-        engine = make_engine(url)
+    with _store_at(postgres, "clean_0003") as engine:
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -386,19 +407,9 @@ def test_the_repairs_migration_applies_on_a_store_at_clean_0003(postgres: LocalP
         }
         assert inspect(engine).get_pk_constraint("repairs", "clean_data")[
             "constrained_columns"
-        ] == [
-            "batch_id",
-            "row_number",
-            "field",
-        ]
-        config = alembic_config("clean")
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "clean_0003")
+        ] == ["batch_id", "row_number", "field"]
+        _downgrade(engine, "clean_0003")
         assert not inspect(engine).has_table("repairs", "clean_data")
-        engine.dispose()
-    finally:
-        postgres.drop_database("clean_at_0003")
 
 
 def test_the_listing_keys_migration_keeps_a_stores_duplicates_found(
@@ -407,8 +418,6 @@ def test_the_listing_keys_migration_keeps_a_stores_duplicates_found(
     """A store at clean_0004 (64-digit text keys, a surrogate id): after clean_0005 its listings
     keep their first 32 digits as a uuid, are named by their RAW row, and a new row equal to one
     of them is still found to be its duplicate; the migration goes back to clean_0004."""
-    postgres.ensure_database("clean_at_0004")
-    url = postgres.url("clean_at_0004")
     listing = Listing.model_validate(GOOD, context={"as_of": date(2026, 12, 1)})
     _text = lambda value: "\x00" if value is None else str(value)  # noqa: E731 (as clean hashes)
     full_key = hashlib.sha256(
@@ -416,9 +425,7 @@ def test_the_listing_keys_migration_keeps_a_stores_duplicates_found(
     ).hexdigest()
     assert len(full_key) == 64
     assert full_key.startswith(row_key(listing))
-    try:
-        upgrade(url, "clean", "clean_0004")
-        engine = make_engine(url)
+    with _store_at(postgres, "clean_0004") as engine:
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -437,17 +444,11 @@ def test_the_listing_keys_migration_keeps_a_stores_duplicates_found(
         ] == ["batch_id", "row_number"]
         with engine.connect() as conn:
             assert _earlier(conn, [row_key(listing)]) == {row_key(listing): (7, 3)}
-        config = alembic_config("clean")
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "clean_0004")
+        _downgrade(engine, "clean_0004")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id, row_key FROM clean_data.listings")).all() == [
                 (1, row_key(listing))
             ]
-        engine.dispose()
-    finally:
-        postgres.drop_database("clean_at_0004")
 
 
 def test_text_that_csv_or_copy_treat_specially_lands_as_cleaned_in_memory(stores: Stores) -> None:
