@@ -15,7 +15,6 @@ import httpx
 
 from mlops_platform.datasource.simulator import SimulatorConfig, generate_batch
 from mlops_platform.local import platform
-from mlops_platform.local.keys import with_local_secrets
 from mlops_platform.local.quiet import quiet
 from mlops_platform.pipelines import publish
 from mlops_platform.pipelines.data import run_data_pipeline
@@ -89,7 +88,7 @@ def run_demo(settings: Settings, say: Say, keep: Path | None = None) -> dict[str
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mlops-demo-") as folder:
         state_dir = keep or Path(folder) / "state"
-        demo = with_local_secrets(platform.on_free_ports(settings.replace(state_dir=state_dir)))
+        demo = platform.on_free_ports(settings.replace(state_dir=state_dir))  # secrets included
         try:
             platform.up(
                 demo,
