@@ -34,8 +34,14 @@ lint: install ## ruff: lint and formatting
 	$(VENV)/bin/ruff format --check src tests dags bench
 
 test: install lint charts-test ## Set up everything and run the whole test suite
-	$(VENV)/bin/pytest --ignore=tests/charts --ignore=tests/images
+	$(VENV)/bin/pytest --ignore=tests/charts --ignore=tests/images --ignore=tests/reliability
+	$(MAKE) --no-print-directory reliability
 	$(MAKE) --no-print-directory images-test
+
+.PHONY: reliability
+reliability: install ## Load, faults, fuzzing and security checks against a real local platform (docs/RELIABILITY.md)
+	@scripts/ensure-tools.sh >/dev/null
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(VENV)/bin/pytest tests/reliability -m reliability -q
 
 .PHONY: images images-test lock
 images: ## Build mlops/platform:<version> (Docker when an engine answers, else buildah + podman)
