@@ -129,6 +129,13 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
 
 
 _outcomes: dict[str, str] = {}
+_docs: dict[str, str] = {}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A scenario without a report of its own is summarised by its docstring's first line."""
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
+    _docs[item.nodeid] = doc.strip().split("\n", 1)[0]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -146,7 +153,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for nodeid, outcome in _outcomes.items():
         found = _scenarios.get(nodeid)
         name = found.name if found else nodeid.rsplit("::", 1)[-1]
-        summary = found.summary if found else ""
+        summary = found.summary if found and found.summary else _docs.get(nodeid, "")
         write(f"  {outcome.upper():7} {name}: {summary}")
         rows.append(
             {
