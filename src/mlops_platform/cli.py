@@ -191,6 +191,26 @@ def serve_api(
     run(settings.replace(**{k: v for k, v in overrides.items() if v is not None}))
 
 
+@serve_app.command("exporter")
+def serve_exporter(
+    host: Annotated[str | None, typer.Option(help="Bind address [MLOPS_EXPORTER_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [MLOPS_EXPORTER_PORT].")] = None,
+) -> None:
+    """The ML loop's metrics for Prometheus (freshness, rejections, drift, decisions, models)."""
+    from mlops_platform.monitoring.exporter import serve
+    from mlops_platform.storage.engine import make_engine
+
+    settings = _settings()
+    _logging(False)
+    serve(
+        make_engine(settings.raw_url),
+        make_engine(settings.clean_url),
+        host or settings.exporter_host,
+        port or settings.exporter_port,
+        settings.exporter_cache_s,
+    )
+
+
 @serve_app.command("ui")
 def serve_ui(
     host: Annotated[str | None, typer.Option(help="Bind address [MLOPS_UI_HOST].")] = None,

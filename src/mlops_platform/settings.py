@@ -183,6 +183,17 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Longest an inference-log row waits before a write."
     )
 
+    # --- loop metrics exporter (`mlops serve exporter`) ----------------------------------------
+    exporter_host: str = Field(default="127.0.0.1", description="Loop metrics exporter address.")
+    exporter_port: int = Field(
+        default=9188, ge=1, le=65535, description="Loop metrics exporter port (/metrics)."
+    )
+    exporter_cache_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a reading of the stores answers scrapes before it is read again.",
+    )
+
     # --- UI ------------------------------------------------------------------------------------
     ui_host: str = Field(default="127.0.0.1", description="Streamlit UI bind address.")
     ui_port: int = Field(default=8501, ge=1, le=65535, description="Streamlit UI port.")

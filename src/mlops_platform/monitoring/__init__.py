@@ -1,0 +1,1 @@
+"""What Prometheus learns about the ML loop beyond the API: read from the stores on scrape."""
