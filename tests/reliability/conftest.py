@@ -108,8 +108,19 @@ class Scenario:
 _scenarios: dict[str, Scenario] = {}
 
 
+# While writing scenarios: `python -m tests.reliability.conftest FILE` starts a platform and saves
+# its settings to FILE; MLOPS_RELIABILITY_PLATFORM=FILE makes the suite use (and heal) that one
+# instead of starting and purging its own.
+REUSE = "MLOPS_RELIABILITY_PLATFORM"
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    if os.environ.get(REUSE):
+        running = Platform(Settings.model_validate_json(Path(os.environ[REUSE]).read_text()))
+        running.restart()
+        yield running
+        return
     state = tmp_path_factory.mktemp("reliability") / "state"
     settings = on_free_ports(load_settings(state_dir=state, **SIMULATOR))
     running = Platform(settings)
@@ -168,3 +179,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write(f"{passed} passed, {len(_outcomes) - passed} failed")
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = Path(sys.argv[1])
+    state = target.parent / "state"
+    started = Platform(on_free_ports(load_settings(state_dir=state, **SIMULATOR)))
+    started.mlops("up", timeout_s=900)
+    target.write_text(started.settings.model_dump_json())
+    sys.stdout.write(f"platform up; {REUSE}={target}; stop: MLOPS_STATE_DIR={state} mlops down\n")
