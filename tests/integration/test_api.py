@@ -440,6 +440,8 @@ def test_an_unloadable_version_leaves_the_old_one_serving(
     assert answered.json()["model"]["version"] == trained.first
     assert ready.status_code == 200
     assert described["version"] == trained.first
+    assert described["not_loaded"]["version"] == broken  # /model says what is not served, why
+    assert described["not_loaded"]["reason"]
     failures = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
     assert any(f"loading version {broken} failed" in r.getMessage() for r in failures)
 

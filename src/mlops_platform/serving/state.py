@@ -124,6 +124,9 @@ class ModelHolder:
         # True once the registry said there is no production model at all (a fresh platform):
         # nothing is missing from this replica then, so it may be Ready (see GET /readyz).
         self.no_model_yet = False
+        # The version under the alias that could not be loaded, and why, while an older one
+        # serves (GET /model says so); None once the alias' version serves.
+        self.not_loaded: dict[str, str] | None = None
         self._lock = threading.Lock()  # one load at a time: hook and poll never load twice
 
     def unavailable(self) -> str:
@@ -155,10 +158,12 @@ class ModelHolder:
             if current is None:
                 self.problem = detail
                 self.no_model_yet = True
+            self.not_loaded = None
             return RefreshResult("no_model", previous, previous, detail)
         self.no_model_yet = False
         if current is not None and current.version.version == target.version and not force:
             self._catch_up(current, target)
+            self.not_loaded = None  # the alias is back on the served version
             return RefreshResult("unchanged", previous, previous, "already serving this version")
         try:
             loaded = load_version(settings, target)
@@ -169,8 +174,11 @@ class ModelHolder:
             if current is None:
                 self.problem = f"version {target.version} could not be loaded: {error}"
             detail = f"version {target.version} could not be loaded ({error}); {serving}"
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            self.not_loaded = {"version": target.version, "reason": str(error), "at": at}
             return RefreshResult("failed", previous, previous, detail)
         self.current = loaded  # the swap: one reference assignment
+        self.not_loaded = None
         self.metrics.reloads.labels(outcome="ok").inc()
         self._announce(loaded)
         detail = f"serving version {target.version}"

@@ -19,4 +19,4 @@ router = APIRouter(tags=["model"])
     summary="The production model being served",
 )
 async def model(served: ServedModelDep, api: ApiDep) -> dict[str, Any]:
-    return served.describe(api.settings.model_alias)
+    return served.describe(api.settings.model_alias) | {"not_loaded": api.holder.not_loaded}

@@ -37,6 +37,12 @@ class ExplainResponse(BaseModel):
     prediction: float = Field(description="Predicted price in US dollars (exp of log_prediction).")
 
 
+class NotLoaded(BaseModel):
+    version: str = Field(description="The version under the alias.")
+    reason: str = Field(description="Why it could not be loaded.")
+    at: str = Field(description="When the last attempt failed (UTC, ISO 8601).")
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -55,6 +61,11 @@ class ModelInfo(BaseModel):
     )
     explain_available: bool
     loaded_at: str
+    not_loaded: NotLoaded | None = Field(
+        default=None,
+        description="The version under the alias that could not be loaded, while this older "
+        'one serves (mlops_api_model_reloads_total{outcome="failed"} counts the attempts).',
+    )
 
 
 class ReloadResponse(BaseModel):
