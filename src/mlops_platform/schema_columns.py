@@ -16,7 +16,12 @@ per row), so they have a vectorised fast path (pyarrow) that only ever *accepts*
   field's bounds (read from the core schema: ``gt``/``ge``/``lt``/``le``) and, for int fields, is
   whole;
 - identifiers (``_identifier``): text of ASCII digits, optionally ending in ``.0…``, is those
-  digits, accepted within the field's ``max_length``.
+  digits, accepted within the field's ``max_length``;
+- dates (``_sold_date``, a field of date type): a plain ISO date (``YYYY-MM-DD``, ASCII digits)
+  that is a real day is that day — what ``date.fromisoformat`` gives for it, computed for the
+  whole column by numpy; the field's with-info validators (``_not_in_future`` and its ``as_of``
+  context) are then called, as pydantic calls them, on each distinct day the parse accepted, and
+  a day one of them refuses goes to the field's validator like any other value.
 
 Every value a fast path does not accept goes through the field's validator, which says what is
 wrong with it. A field whose schema holds anything the fast path does not know (another
@@ -63,8 +68,8 @@ __all__ = [
 # A plain decimal: what JSON and CSV exports write for a number. Digits are bounded so that every
 # match is a finite double (at most ~1e119 or 1e-119), which float() and pyarrow parse alike.
 _PLAIN_NUMBER = r"^-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,2})?$"
-_DIGITS = r"^[0-9]+$"
-_INTEGRAL_DIGITS = r"^[0-9]+\.0+$"  # _identifier's "103378.0" → "103378"
+_IDENTIFIER = r"^[0-9]+(\.0+)?$"  # digits, or _identifier's "103378.0" → "103378"
+_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # _sold_date's plain case: date.fromisoformat(text)
 _SAMPLE = 8  # accepted values per fast path re-validated by the field's validator on each call
 
 _BOUND_VALIDATORS = {  # pydantic's constraint validators on function-after steps: keyword → op
@@ -94,6 +99,9 @@ class _Shape:
     type: str | None = None
     constraints: tuple[tuple[str, Any], ...] = ()
     understood: bool = True  # False: something no fast path knows about is in the schema
+    # Field validators with info (``@field_validator`` in schema.py), outermost first: pydantic
+    # calls them on the typed value after everything above, so the innermost runs first.
+    after: tuple[Callable[[Any, Any], Any], ...] = ()
 
 
 def _shape(node: dict[str, Any], found: dict[str, Any]) -> None:
@@ -116,6 +124,9 @@ def _shape(node: dict[str, Any], found: dict[str, Any]) -> None:
         else:
             found["understood"] = False
         _shape(node["schema"], found)
+    elif kind == "function-after" and node["function"]["type"] == "with-info":
+        found["after"].append(node["function"]["function"])
+        _shape(node["schema"], found)
     elif kind in ("float", "int", "str", "date"):
         found["type"] = kind
         for key, value in node.items():
@@ -128,13 +139,14 @@ def _shape(node: dict[str, Any], found: dict[str, Any]) -> None:
 
 
 def _read_shape(node: dict[str, Any]) -> _Shape:
-    found: dict[str, Any] = {"constraints": [], "understood": True}
+    found: dict[str, Any] = {"constraints": [], "understood": True, "after": []}
     _shape(node, found)
     return _Shape(
         found.get("normalise"),
         found.get("type"),
         tuple(found["constraints"]),
         found["understood"],
+        tuple(found["after"]),
     )
 
 
@@ -145,7 +157,7 @@ class _Rule:
     name: str
     required: bool
     validator: SchemaValidator
-    fast: str | None  # "number", "identifier" or None
+    fast: str | None  # "number", "identifier", "date" or None
     shape: _Shape
 
     def exact(self, value: Any, context: dict[str, Any]) -> tuple[Any, tuple[FieldFailure, ...]]:
@@ -189,10 +201,14 @@ def _rules() -> dict[str, _Rule]:
         fast = None
         if not shape.understood:
             pass  # something no fast path knows: every value goes through the validator
+        elif shape.after and shape.type != "date":
+            pass  # with-info validators are only taught to the date fast path
         elif shape.normalise in (schema._number, schema._rooms) and shape.type in ("float", "int"):
             fast = "number" if ops <= _BOUND_OPS.keys() else None
         elif shape.normalise is schema._identifier and shape.type == "str":
             fast = "identifier" if ops <= {"max_length"} else None
+        elif shape.normalise is schema._sold_date and shape.type == "date":
+            fast = "date" if not ops else None
         rules[name] = _Rule(name, not optional, validator, fast, shape)
     if {name for name, rule in rules.items() if rule.required} != set(REQUIRED_FIELDS):
         raise SchemaDrift("required fields read from the core schema differ from REQUIRED_FIELDS")
@@ -223,7 +239,8 @@ class CheckedColumn:
 
     @functools.cached_property
     def failed_slots(self) -> np.ndarray:
-        return np.fromiter((i for i, f in enumerate(self.failures) if f), dtype=np.int64)
+        failed = np.fromiter(map(bool, self.failures), dtype=bool, count=len(self.failures))
+        return np.flatnonzero(failed)
 
     def failed_rows(self) -> np.ndarray:
         """A boolean mask over rows: True where this field failed."""
@@ -325,18 +342,20 @@ def _check(
     ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     dictionary = encoded.dictionary
     accepted, fast_values = _fast(rule, dictionary)
-    distinct = dictionary.to_pylist()
-    slot_values: list[Any] = [None] * len(distinct)
-    slot_failures: list[tuple[FieldFailure, ...]] = [()] * len(distinct)
+    slot_failures: list[tuple[FieldFailure, ...]] = [()] * len(dictionary)
     if accepted is not None:
-        for slot in np.flatnonzero(accepted).tolist():
-            slot_values[slot] = fast_values[slot]
-        rest = np.flatnonzero(~accepted).tolist()
-        _sample_check(rule, distinct, fast_values, np.flatnonzero(accepted), context)
+        if rule.shape.after:
+            _after(rule, accepted, fast_values, context)
+        # The fast path's values stand where it accepted; every other slot is overwritten below.
+        slot_values: list[Any] = fast_values
+        rest = np.flatnonzero(~accepted)
+        texts = dictionary.take(pa.array(rest)).to_pylist()
+        _sample_check(rule, dictionary, fast_values, np.flatnonzero(accepted), context)
     else:
-        rest = range(len(distinct))
-    for slot in rest:
-        text = distinct[slot]
+        slot_values = [None] * len(dictionary)
+        rest = np.arange(len(dictionary))
+        texts = dictionary.to_pylist()
+    for slot, text in zip(rest.tolist(), texts, strict=True):
         verdict = memo.get(text)
         if verdict is None:
             verdict = memo[text] = rule.exact(text, context)
@@ -345,7 +364,10 @@ def _check(
 
 
 def _fast(rule: _Rule, dictionary: pa.Array) -> tuple[np.ndarray | None, list[Any]]:
-    """The fast path's verdict on a column's distinct texts: (accepted mask, values)."""
+    """The fast path's verdict on a column's distinct texts: (accepted mask, values).
+
+    Context-free: the field's with-info validators are applied after, by :func:`_after`. A
+    value where the mask is False is meaningless (the slot goes to the field's validator)."""
     if rule.fast == "number":
         plain = pc.fill_null(pc.match_substring_regex(dictionary, _PLAIN_NUMBER), False)
         numbers = pc.cast(pc.if_else(plain, dictionary, pa.scalar(None, pa.string())), pa.float64())
@@ -359,16 +381,80 @@ def _fast(rule: _Rule, dictionary: pa.Array) -> tuple[np.ndarray | None, list[An
             values = numbers.to_pylist()
         return ok.to_numpy(zero_copy_only=False), values
     if rule.fast == "identifier":
-        shaped = pc.or_(
-            pc.match_substring_regex(dictionary, _DIGITS),
-            pc.match_substring_regex(dictionary, _INTEGRAL_DIGITS),
+        ok = pc.fill_null(pc.match_substring_regex(dictionary, _IDENTIFIER), False)
+        # Of a text of that shape, "digits.000" loses its zeros, then its point: the digits.
+        # (On any other text the result is meaningless: it is not accepted.)
+        ids = pc.if_else(
+            pc.match_substring(dictionary, "."),
+            pc.ascii_rtrim(pc.ascii_rtrim(dictionary, "0"), "."),
+            dictionary,
         )
-        ids = pc.replace_substring_regex(dictionary, r"\.0+$", "")
-        ok = pc.fill_null(shaped, False)
         for _, bound in rule.shape.constraints:  # max_length only
             ok = pc.and_(ok, pc.fill_null(pc.less_equal(pc.utf8_length(ids), bound), False))
         return ok.to_numpy(zero_copy_only=False), ids.to_pylist()
+    if rule.fast == "date":
+        return _iso_dates(dictionary)
     return None, []
+
+
+_ORD_ZERO = ord("0")
+
+
+def _iso_dates(dictionary: pa.Array) -> tuple[np.ndarray, list[Any]]:
+    """Plain ISO dates (``YYYY-MM-DD``, ASCII digits) that are real days, as ``date``: what
+    ``date.fromisoformat`` gives for such a text (years 0001-9999, months 1-12, the month's days;
+    anything else is not accepted). Parsed for the whole column at once by numpy."""
+    shaped = pc.fill_null(pc.match_substring_regex(dictionary, _ISO_DATE), False)
+    ok = shaped.to_numpy(zero_copy_only=False).copy()
+    slots = np.flatnonzero(ok)
+    if not len(slots):
+        return ok, [None] * len(dictionary)
+    texts = dictionary.take(pa.array(slots))  # each exactly 10 ASCII bytes
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset :][: len(slots)]
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
+    digits = data[offsets[:, None] + np.arange(10)].astype(np.int64) - _ORD_ZERO
+    year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+    month = digits[:, 5] * 10 + digits[:, 6]
+    day = digits[:, 8] * 10 + digits[:, 9]
+    real_month = (month >= 1) & (month <= 12)
+    months = ((year - 1970) * 12 + np.where(real_month, month, 1) - 1).astype("datetime64[M]")
+    first = months.astype("datetime64[D]")
+    length = ((months + 1).astype("datetime64[D]") - first).astype(np.int64)
+    real = (year >= 1) & real_month & (day >= 1) & (day <= length)
+    days = first[real] + (day[real] - 1).astype("timedelta64[D]")
+    values = np.full(len(dictionary), None, dtype=object)
+    values[slots[real]] = days.astype(object)  # datetime.date, as fromisoformat gives
+    ok[slots[~real]] = False
+    return ok, values.tolist()
+
+
+@dataclass(frozen=True)
+class _Info:
+    """What pydantic hands a with-info field validator when the field is validated alone (as
+    :meth:`_Rule.exact` does): the validation context, the field's name, no other field's data."""
+
+    context: Any
+    field_name: str
+    data: Mapping[str, Any]
+    mode: str = "python"
+    config: Any = None
+
+
+def _after(rule: _Rule, accepted: np.ndarray, values: list[Any], context: dict[str, Any]) -> None:
+    """The field's with-info validators (schema.py's own functions, with the same context) on
+    each value the fast path accepted, innermost first, as pydantic runs them; a value one of
+    them refuses (or any error) is left to the field's validator, which words the failure."""
+    info = _Info(context, rule.name, {})
+    steps = rule.shape.after[::-1]
+    for slot in np.flatnonzero(accepted).tolist():
+        value = values[slot]
+        try:
+            for step in steps:
+                value = step(value, info)
+        except Exception:  # the validator decides, and says what is wrong
+            accepted[slot] = False
+            continue
+        values[slot] = value
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -381,7 +467,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _sample_check(
     rule: _Rule,
-    distinct: list[Any],
+    dictionary: pa.Array,
     fast_values: list[Any],
     accepted: np.ndarray,
     context: dict[str, Any],
@@ -391,10 +477,11 @@ def _sample_check(
         return
     picks = accepted[np.linspace(0, len(accepted) - 1, min(_SAMPLE, len(accepted))).astype(int)]
     for slot in picks.tolist():
-        value, failures = rule.exact(distinct[slot], context)
+        text = dictionary[slot].as_py()
+        value, failures = rule.exact(text, context)
         if failures or not _same(value, fast_values[slot]):
             raise SchemaDrift(
-                f"{rule.name}: the {rule.fast} fast path read {distinct[slot]!r} as "
+                f"{rule.name}: the {rule.fast} fast path read {text!r} as "
                 f"{fast_values[slot]!r}, the schema as {value!r} {list(failures)}; "
                 "fix schema_columns to match schema.py"
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -397,6 +397,160 @@ def test_the_number_fast_path_reads_what_float_reads(texts: list[str]) -> None:
             assert _same(checked.values(row)[name], values[name]), text
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(r"[0-9]{1,70}(\.0{1,4})?", fullmatch=True),
+            st.from_regex(r"[0-9.]{1,8}", fullmatch=True),  # 12., 1.0.0, .0, 12..0, 0.00
+            st.sampled_from(["12.", "12..0", "1.0.0", ".0", "0.0", "12.50", "12.0 ", "٣.0"]),
+            st.integers(0, 10**9).map("{}.0".format),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_the_identifier_fast_path_reads_what_the_validator_reads(texts: list[str]) -> None:
+    """Ids as digits or digits.0…, within max_length or not, and texts that only look like it."""
+    rows = len(texts)
+    columns = {name: [GOOD[name]] * rows for name in FIELDS}
+    for name in ("brokered_by", "street"):
+        checked = check_columns({**columns, name: texts}, as_of=date(2026, 1, 1))
+        for row, text in enumerate(texts):
+            failures, values = _record_verdict({**GOOD, name: text}, date(2026, 1, 1))
+            assert checked.failures(row) == failures
+            assert _same(checked.values(row)[name], values[name]), text
+
+
+# --- the date fast path ---------------------------------------------------------------------------
+LEAP_DAYS = [f"{year:04d}-02-29" for year in (1, 4, 100, 1900, 1996, 2000, 2019, 2020, 2100, 2400)]
+ODD_DATES = [
+    "0000-01-01",
+    "0001-01-01",
+    "9999-12-31",
+    "2019-00-10",
+    "2019-01-00",
+    "2019-04-31",
+    "2019-06-31",
+    "2019-12-32",
+    "2019-13-01",
+    "2019-6-14",
+    "2019-06-14 ",
+    " 2019-06-14",
+    "2019-06-14\n",
+    "2019-06-14T00:00:00",
+    "2019-06-14T23:59:59+14:00",
+    "2019-06-14junk",
+    "20190614",
+    "2019-W24-5",
+    "2019/06/14",
+    "\u0662\u0660\u0661\u0669-06-14",  # Arabic-Indic digits: not the fast path's shape
+    "２０１９-06-14",  # fullwidth digits
+    "1899-12-31",
+    "1900-01-01",
+    "1900-01-02",
+    "6/14/2019",
+    "06/14/2019",
+    "2/29/2020",
+    "2/29/2019",
+    "13/1/2019",
+    "0/1/2019",
+]
+date_text = st.one_of(
+    st.sampled_from(LEAP_DAYS + ODD_DATES),
+    st.dates(date(1, 1, 1), date(9999, 12, 31)).map(date.isoformat),
+    st.dates(date(1880, 1, 1), date(2040, 12, 31)).map(date.isoformat),
+    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True),  # mostly no real day
+    st.tuples(_ints(0, 9999), _ints(0, 19), _ints(0, 39)).map(
+        lambda t: f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}"
+    ),
+    st.tuples(_ints(0, 13), _ints(0, 32), _ints(1850, 2100)).map(lambda t: f"{t[0]}/{t[1]}/{t[2]}"),
+    st.dates(date(1880, 1, 1), date(2040, 12, 31)).map(lambda d: f"{d}T12:00:00"),
+    st.text("0123456789-/T: ", max_size=12),
+)
+
+
+def _assert_dates_agree(texts: list[str], as_of: date | None) -> None:
+    rows = len(texts)
+    columns = {name: [GOOD[name]] * rows for name in FIELDS}
+    for kind in ("list", "arrow"):
+        column = texts if kind == "list" else pa.array(texts, pa.string())
+        checked = check_columns({**columns, "prev_sold_date": column}, as_of=as_of)
+        for row, text in enumerate(texts):
+            failures, values = _record_verdict({**GOOD, "prev_sold_date": text}, as_of)
+            assert checked.failures(row) == failures, text
+            assert _same(checked.values(row)["prev_sold_date"], values["prev_sold_date"]), text
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(date_text, min_size=1, max_size=40),
+    st.one_of(
+        st.dates(date(1899, 12, 30), date(2040, 12, 31)),
+        st.sampled_from([date(1900, 1, 1), date(2019, 6, 14), date(2020, 2, 29)]),
+    ),
+)
+def test_the_date_fast_path_gives_what_the_validator_gives(texts: list[str], as_of: date) -> None:
+    """ISO days, leap days, days that do not exist, US dates, datetimes, odd digits, around
+    MIN_SOLD_DATE and around ``as_of`` (the with-info rule): every verdict and value the same."""
+    texts += [as_of.isoformat(), (as_of + timedelta(days=1)).isoformat()]
+    for text in texts:
+        event(f"a plain ISO day: {text in _plain_iso_days(texts)}")
+    _assert_dates_agree(texts, as_of)
+
+
+def _plain_iso_days(texts: list[str]) -> set[str]:
+    days = set()
+    for text in texts:
+        try:
+            if len(text) == 10 and text.isascii():
+                date.fromisoformat(text)
+                days.add(text)
+        except ValueError:
+            pass
+    return days
+
+
+def test_the_date_fast_path_without_as_of_judges_by_today() -> None:
+    today = date.today()
+    texts = [
+        str(today),
+        str(today - timedelta(days=1)),
+        str(today + timedelta(days=1)),
+        "2999-01-01",
+        "1899-12-31",
+        "1900-01-01",
+    ]
+    _assert_dates_agree(texts, None)
+
+
+def test_plain_iso_days_skip_the_validator(monkeypatch) -> None:
+    """The fast path is taken: of 500 distinct valid days only the drift sample (8) goes through
+    pydantic; the days it refuses (future, before 1900, not a day) all do, and are worded by it."""
+    calls: list[Any] = []
+    real = schema_columns._Rule.exact
+
+    def counted(rule, value, context):
+        if rule.name == "prev_sold_date":
+            calls.append(value)
+        return real(rule, value, context)
+
+    monkeypatch.setattr(schema_columns._Rule, "exact", counted)
+    days = [(date(2000, 1, 1) + timedelta(days=i)).isoformat() for i in range(500)]
+    refused = ["2030-01-01", "1899-12-31", "2019-02-29", "6/14/2019"]
+    columns = {name: [GOOD[name]] * 504 for name in FIELDS}
+    checked = check_columns(
+        {**columns, "prev_sold_date": pa.array(days + refused)}, as_of=date(2026, 1, 1)
+    )
+    assert len(calls) == schema_columns._SAMPLE + len(refused)
+    assert set(refused) <= set(calls)
+    assert checked.values(0)["prev_sold_date"] == date(2000, 1, 1)
+    assert [f.rule for f in checked.failures(500)] == ["prev_sold_date:invalid"]
+    assert "is in the future" in checked.failures(500)[0].reason
+    assert "is before 1900-01-01" in checked.failures(501)[0].reason
+    assert checked.values(503)["prev_sold_date"] == date(2019, 6, 14)
+
+
 @settings(max_examples=300)
 @given(
     st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=50),
@@ -424,6 +578,7 @@ def test_the_high_cardinality_fields_have_fast_paths() -> None:
         "acre_lot": "number",
         "street": "identifier",
         "house_size": "number",
+        "prev_sold_date": "date",
     }
 
 
