@@ -19,7 +19,6 @@ COPY; :func:`validate_row` is the same verdict for one record.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
@@ -27,7 +26,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_, is_not
 from typing import Any
 
 import numpy as np
@@ -205,18 +205,12 @@ class CleanBatch:
     repairs: dict[int, tuple[Repair, ...]]  # position → repairs, kept rows only
     rejections: list[Rejection]
     texts: dict[str, pa.Array]  # per field, each slot's value as text (null for null)
-    test_fraction: float
+    test: np.ndarray  # per kept row: True where it is in the test split (split_of its identity)
+    key_texts: pa.Array  # row_keys as a pyarrow string array
 
     def in_test(self, rows: np.ndarray) -> np.ndarray:
         """Whether the kept rows ``rows`` (indices into ``kept``) are in the test split."""
-        identities = _digests(
-            self.checked, self.texts, IDENTITY_FIELDS, self.kept[rows], hexadecimal=False
-        )
-        return _in_test(identities, self.test_fraction)
-
-    @functools.cached_property
-    def test(self) -> np.ndarray:
-        return self.in_test(np.arange(len(self.kept)))
+        return self.test[rows]
 
     @property
     def splits(self) -> list[str]:
@@ -275,88 +269,133 @@ def clean_columns(
         )
     out = np.zeros(checked.rows, dtype=bool)
     out[list(named)] = True
+    mending = np.flatnonzero(checked.failed_rows(OPTIONAL_FIELDS) & ~out)
+    received = {  # RAW's text of the failed optional fields, for the repairs
+        name: _raw_values(columns[name], mending)
+        for name in OPTIONAL_FIELDS
+        if len(checked.columns[name].failed_slots)
+    }
     repairs = {
         position: _repairs(
             int(batch_ids[position]),
             int(row_numbers[position]),
             checked.failures(position),
-            {name: _raw_value(columns[name], position) for name in OPTIONAL_FIELDS},
+            {name: raw[i] for name, raw in received.items()},
         )
-        for position in np.flatnonzero(checked.failed_rows(OPTIONAL_FIELDS) & ~out).tolist()
+        for i, position in enumerate(mending.tolist())
     }
     texts = {name: _slot_texts(checked.columns[name]) for name in FIELDS}
     candidates = np.flatnonzero(~out)
-    keys = _digests(checked, texts, FIELDS, candidates, hexadecimal=True)
+    keys, key_texts, identities = _hashes(checked, texts, candidates)
     # The first row of each key is kept; a later one is its duplicate (and its repairs go too).
+    # setdefault hands back the (batch, row) already there, or the one just put in.
     seen = {} if seen is None else seen
-    repeated = np.zeros(len(candidates), dtype=bool)
-    for i, (position, key) in enumerate(zip(candidates.tolist(), keys, strict=True)):
-        earlier = seen.get(key)
-        if earlier is None:
-            seen[key] = (int(batch_ids[position]), int(row_numbers[position]))
-            continue
-        repeated[i] = True
+    places = list(
+        zip(batch_ids[candidates].tolist(), row_numbers[candidates].tolist(), strict=True)
+    )
+    firsts = list(map(seen.setdefault, keys, places))
+    repeated = np.fromiter(map(is_not, firsts, places), dtype=bool, count=len(places))
+    for i in np.flatnonzero(repeated).tolist():
+        position = int(candidates[i])
         repairs.pop(position, None)
-        named[position] = _duplicate(int(batch_ids[position]), int(row_numbers[position]), earlier)
-    kept_keys = [key for key, again in zip(keys, repeated.tolist(), strict=True) if not again]
+        named[position] = _duplicate(*places[i], firsts[i])
+    single = np.flatnonzero(~repeated)
     return CleanBatch(
         batch_ids,
         row_numbers,
         checked,
-        candidates[~repeated],
-        kept_keys,
+        candidates[single],
+        list(compress(keys, (~repeated).tolist())),
         repairs,
         [named[position] for position in sorted(named)],
         texts,
-        test_fraction,
+        _in_test_digests(identities, test_fraction)[single],
+        key_texts.take(pa.array(single)),
     )
 
 
-def _raw_value(values: Any, position: int) -> Any:
+def _raw_values(values: Any, positions: np.ndarray) -> list[Any]:
+    """The raw values at ``positions`` (a pyarrow column or a sequence), as Python values."""
     if isinstance(values, pa.ChunkedArray | pa.Array):
-        return values[position].as_py()
-    return values[position]
+        return values.take(pa.array(positions, type=pa.int64())).to_pylist()
+    return [values[position] for position in positions.tolist()]
+
+
+_TEXT_TYPES = frozenset({str, type(None)})
+_DATE_TYPES = frozenset({date, type(None)})
 
 
 def _slot_texts(column: CheckedColumn) -> pa.Array:
     """Each slot's clean value as text (``str``, as row_key hashes it), null for null."""
-    return pa.array(
-        [None if value is None else str(value) for value in column.values], type=pa.string()
-    )
+    values = column.values
+    types = set(map(type, values))
+    if types <= _TEXT_TYPES:  # str(text) is the text itself
+        return pa.array(values, type=pa.string())
+    if types <= _DATE_TYPES:  # str(day) is its ISO form, as pyarrow writes a date32
+        return pa.array(values, type=pa.date32()).cast(pa.string())
+    missing = np.fromiter(map(is_, values, repeat(None)), dtype=bool, count=len(values))
+    return pa.array(list(map(str, values)), type=pa.string(), mask=missing)
 
 
-def _digests(
-    checked: CheckedColumns,
-    texts: dict[str, pa.Array],
-    names: Sequence[str],
-    positions: np.ndarray,
-    *,
-    hexadecimal: bool,
-) -> list[Any]:
-    """SHA-256 of each row's material over ``names`` (what :func:`row_key` and
-    :func:`listing_identity` hash for the row's listing), the materials joined for all rows at
-    once; hex strings, or raw digests."""
+_EMPTY_SHA256 = hashlib.sha256()  # copied per row: cheaper than a new hash object's setup
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _sha256s(materials: pa.Array) -> bytes:
+    """SHA-256 of each material, the 32-byte digests concatenated."""
+    copy = _EMPTY_SHA256.copy
+    digests = []
+    append = digests.append
+    for material in materials.cast(pa.binary()).to_pylist():
+        digest = copy()
+        digest.update(material)
+        append(digest.digest())
+    return b"".join(digests)
+
+
+def _hashes(
+    checked: CheckedColumns, texts: dict[str, pa.Array], positions: np.ndarray
+) -> tuple[list[str], pa.Array, bytes]:
+    """The rows' keys and identity digests, in one pass over the rows' materials.
+
+    Each field's texts are taken for the rows once; the row key is SHA-256 over all fields
+    (what :func:`row_key` hashes for the row's listing) as its first 32 hex digits, the identity
+    SHA-256 over IDENTITY_FIELDS (:func:`listing_identity`'s material). Returns the keys as a
+    list and as a pyarrow string array, and the identity digests concatenated."""
     if not len(positions):
-        return []
-    parts = [
-        pc.fill_null(texts[name], "\x00").take(checked.columns[name].ids[positions])
-        for name in names
-    ]
-    materials = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary()).to_pylist()
-    sha256 = hashlib.sha256
-    if hexadecimal:
-        return [sha256(material).hexdigest()[:ROW_KEY_DIGITS] for material in materials]
-    return [sha256(material).digest() for material in materials]
+        return [], pa.array([], pa.string()), b""
+    parts = {
+        name: pc.fill_null(texts[name], "\x00").take(checked.columns[name].ids[positions])
+        for name in FIELDS
+    }
+    keys = _sha256s(pc.binary_join_element_wise(*parts.values(), "\x1f"))
+    identities = _sha256s(
+        pc.binary_join_element_wise(*(parts[name] for name in IDENTITY_FIELDS), "\x1f")
+    )
+    # Hex of each key's first 16 bytes, for all rows at once: the key's 32 hex digits.
+    count = len(positions)
+    head = np.frombuffer(keys, dtype=np.uint8).reshape(count, 32)[:, : ROW_KEY_DIGITS // 2]
+    digits = np.empty((count, ROW_KEY_DIGITS), dtype=np.uint8)
+    digits[:, 0::2] = _HEX_DIGITS[head >> 4]
+    digits[:, 1::2] = _HEX_DIGITS[head & 15]
+    offsets = np.arange(0, ROW_KEY_DIGITS * (count + 1), ROW_KEY_DIGITS, dtype=np.int32)
+    key_texts = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(digits))
+    return key_texts.to_pylist(), key_texts, identities
 
 
 def _in_test(identities: list[bytes], test_fraction: float) -> np.ndarray:
-    """:func:`split_of` for many identity digests at once: True where the row is in test.
+    """:func:`split_of` for many identity digests at once: True where the row is in test."""
+    return _in_test_digests(b"".join(identities), test_fraction)
+
+
+def _in_test_digests(identities: bytes, test_fraction: float) -> np.ndarray:
+    """:func:`_in_test` for 32-byte digests given concatenated.
 
     ``int(key[:15], 16)`` is the digest's first 60 bits; divided by 16**15 (a power of two, so
     the division only scales the correctly rounded float), as split_of does."""
     if not identities:
         return np.zeros(0, dtype=bool)
-    leading = np.frombuffer(b"".join(identities), dtype=">u8")[::4] >> np.uint64(4)
+    leading = np.frombuffer(identities, dtype=">u8")[::4] >> np.uint64(4)
     return leading.astype(np.float64) / float(16**15) < test_fraction
 
 
@@ -524,7 +563,7 @@ def _copy_payload(batch: CleanBatch, rows: np.ndarray) -> bytes:
             _copy_texts(batch.texts[name]).take(batch.checked.columns[name].ids[positions])
             for name in FIELDS
         ),
-        pa.array([batch.row_keys[i] for i in rows.tolist()], type=pa.string()),
+        batch.key_texts.take(pa.array(rows)),
         pc.if_else(pa.array(batch.in_test(rows)), "test\n", "train\n"),
     ]
     lines = pc.binary_join_element_wise(*parts, "\t")
@@ -601,7 +640,7 @@ def clean_batch(
             )
             rows_read += len(row_numbers)
             earlier = _earlier(probe, batch.row_keys)
-            again = [i for i, key in enumerate(batch.row_keys) if key in earlier]
+            again = [i for i, key in enumerate(batch.row_keys) if key in earlier] if earlier else []
             new = np.setdiff1d(np.arange(len(batch.kept)), again)
             if len(new):
                 copy.write(_copy_payload(batch, new))
