@@ -176,8 +176,11 @@ class Settings(BaseSettings):
     inference_log_queue_size: int = Field(
         default=10_000, ge=1, description="Inference-log rows kept in memory while RAW is away."
     )
+    # Large enough to catch up: each COPY costs a few GIL hand-offs, slow while /explain threads
+    # hold the GIL; at 500 rows the writer fell behind 700 rows/s and the queue dropped rows
+    # (tests/reliability/test_load.py, 64 users while the DAGs run).
     inference_log_batch_size: int = Field(
-        default=500, ge=1, description="Inference-log rows written per database round trip."
+        default=5000, ge=1, description="Inference-log rows written per database round trip."
     )
     inference_log_flush_s: float = Field(
         default=1.0, gt=0, description="Longest an inference-log row waits before a write."
