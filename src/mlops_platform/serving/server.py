@@ -20,6 +20,15 @@ from mlops_platform.settings import Settings, load_settings
 
 APP_FACTORY = "mlops_platform.serving.server:app_from_env"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# MLflow's client retries a failed request 7 times with exponential backoff: against a stopped
+# server ~4 min (246 s measured). The API asks MLflow for the alias inside the hook's request, so
+# the pipeline's notify (30 s timeout) would time out, blaming the API, instead of hearing that
+# MLflow is unreachable; the alias poll comes back every model_poll_interval_s anyway. The API's
+# process retries twice, quickly, unless its environment says otherwise.
+MLFLOW_CLIENT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 
 
 def app_from_env() -> FastAPI:
@@ -28,6 +37,8 @@ def app_from_env() -> FastAPI:
 
     # A spawned worker starts with no logging set up; a no-op where the CLI already did it.
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    for name, value in MLFLOW_CLIENT_ENV.items():
+        os.environ.setdefault(name, value)
     return create_app(load_settings())
 
 
