@@ -25,6 +25,7 @@ they never take batches the data DAG of group 1 expects.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -166,8 +167,10 @@ def finish(process: subprocess.Popen[str], timeout_s: float = 600) -> int:
 
 
 def last_line(log: Path) -> str:
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
+    """The error a failed run ended with (its last ``SomeError: ...`` line), else its last line."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Shutdown)\b.*: ", line)]
+    return (errors or lines or [""])[-1][:200]
 
 
 def tail(log: Path, lines: int = 25) -> str:
