@@ -662,8 +662,8 @@ def test_postgres_killed_after_registration_leaves_no_unrecorded_version(
     scenario.report(
         f"PostgreSQL killed right after v{versions + 1} was registered: the run "
         f"{'went on after the restart' if code == 0 else 'failed (' + last_line(log)[:80] + ')'}; "
-        f"restart {seconds} s; rerun reused v{versions + 1} ({decided['outcome']}), 1 version, "
-        f"0 unrecorded",
+        f"restart {seconds} s; after a rerun {label} has 1 version, v{versions + 1}, and its "
+        f"decision ({decided['outcome']}): 0 unrecorded",
         batches_fed=fed,
         interrupted_run_exit=code,
         interrupted_run_seconds_after_kill=run_s,
