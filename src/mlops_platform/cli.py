@@ -110,6 +110,8 @@ def pipeline_run_data(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Fetch the next batch, store it in RAW, clean everything new into CLEAN."""
+    from rich.markup import escape
+
     from mlops_platform.datasource.client import DataSourceError
     from mlops_platform.pipelines.data import run_data_pipeline
 
@@ -118,7 +120,8 @@ def pipeline_run_data(
     try:
         outcome = run_data_pipeline(settings)
     except DataSourceError as error:
-        console.print(f"[red]{error}[/red]")
+        # Escaped: the message quotes the source's body, whose `[/...]` rich would read as markup.
+        console.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(1) from None
     _print_data_run(outcome)
 

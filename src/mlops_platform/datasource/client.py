@@ -217,7 +217,10 @@ class DataSourceClient:
                 f"data source refused /data for group {group_number}/{day}: "
                 f"HTTP {response.status_code} {_detail(response)}"
             )
-        return parse_batch(response.text, self.base_url, group_number, day)
+        try:
+            return parse_batch(response.text, self.base_url, group_number, day)
+        except DataSourceError as error:  # not retried: each /data call hands out the next batch
+            raise DataSourceError(f"{error} (GET {self.base_url}/data)") from None
 
     def restart(self, group_number: int, day: str) -> None:
         """Ask the source to serve this group's batches again from the first."""
