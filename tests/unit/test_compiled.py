@@ -80,7 +80,8 @@ def train(listings: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def models(train: pd.DataFrame) -> dict[str, Any]:
-    return {c.family: c.model for c in fit_candidates(train, seed=3, half_life=3.0)}
+    candidates = fit_candidates(train, seed=3, half_life=3.0, families=FAMILIES)
+    return {c.family: c.model for c in candidates}
 
 
 @pytest.fixture(scope="module")

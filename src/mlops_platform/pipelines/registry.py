@@ -7,15 +7,20 @@ saw. The serving model is the version under the alias (aliases, not the deprecat
 from __future__ import annotations
 
 import logging
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.utils import environment as mlflow_environment
 
 from mlops_platform.pipelines.features import HIGH_CARDINALITY, LOW_CARDINALITY, NUMERIC
 from mlops_platform.schema import FEATURES
@@ -87,6 +92,34 @@ def find_version(settings: Settings, data_label: str) -> ModelVersion | None:
     return ModelVersion(newest.name, newest.version, newest.run_id, dict(newest.tags))
 
 
+def pip_requirements() -> list[str]:
+    """What serving the model needs, pinned to the versions installed here. Stated, not inferred:
+    inference costs ~3 s per model and picks up dev tools. Serving also needs this package (the
+    feature builder), which its image installs."""
+    return mlflow.sklearn.get_default_pip_requirements(include_skops=True)
+
+
+@contextmanager
+def requirements_not_rechecked() -> Iterator[None]:
+    """Saving a model with explicit requirements skips MLflow's inference of them, but MLflow
+    still checks each against the installed packages, and that check first maps every installed
+    distribution to its modules (``importlib.metadata.packages_distributions``: 1.3–2.4 s here,
+    no option turns it off; MLflow 3.17, ``utils/environment.py: _process_pip_requirements``).
+    Its only outcome is a warning, and :func:`pip_requirements` pins exactly what is installed
+    (MLflow adds its own pin, also the installed version), so it cannot warn: it is skipped
+    while saving. If a later MLflow moves the function, nothing is skipped."""
+    name = "warn_dependency_requirement_mismatches"
+    original = getattr(mlflow_environment, name, None)
+    if original is None:
+        yield
+        return
+    setattr(mlflow_environment, name, lambda requirements: None)
+    try:
+        yield
+    finally:
+        setattr(mlflow_environment, name, original)
+
+
 def register(
     settings: Settings,
     model: Any,
@@ -97,14 +130,19 @@ def register(
     metrics: dict[str, float],
     tags: dict[str, str],
 ) -> ModelVersion:
-    """Log the fitted model (signature, feature lists) and register a version."""
+    """Log the fitted model (signature, feature lists) and register a version, tagged at its
+    creation (a search by data version never sees it untagged)."""
     mlflow_client = client(settings)
     mlflow.set_experiment(settings.experiment_name)
     inputs = example[list(FEATURES)].head(5)
-    with mlflow.start_run(run_name=f"{family}-{tags['data_version']}") as run:
-        mlflow.set_tags(tags)
-        mlflow.log_params({"family": family, **params})
-        mlflow.log_metrics(metrics)
+    version_tags = {**{key: str(value) for key, value in tags.items()}, "family": family}
+    with mlflow.start_run(run_name=f"{family}-{tags['data_version']}", tags=tags) as run:
+        now = int(time.time() * 1000)
+        mlflow_client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            params=[Param(key, str(value)) for key, value in {"family": family, **params}.items()],
+        )
         mlflow.log_dict(
             {
                 "inputs": list(FEATURES),
@@ -117,20 +155,18 @@ def register(
         # The model is serialised once, by MLflow. No input example: with one, MLflow loads the
         # saved model back and predicts it to validate serving (and this cannot be turned off
         # through log_model); evaluate loads and scores the registered model anyway.
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(inputs, model.predict(inputs)),
-            registered_model_name=settings.model_name,
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-            skops_trusted_types=list(TRUSTED_TYPES),
-            # Stated, not inferred: inference costs ~3 s per model and picks up dev tools.
-            # Serving also needs this package (the feature builder), which its image installs.
-            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
-        )
+        with requirements_not_rechecked():
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(inputs, model.predict(inputs)),
+                registered_model_name=settings.model_name,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=list(TRUSTED_TYPES),
+                pip_requirements=pip_requirements(),
+                tags=version_tags,  # set on the logged model and on the new version
+            )
     version = str(info.registered_model_version)
-    for key, value in {**tags, "family": family}.items():
-        mlflow_client.set_model_version_tag(settings.model_name, version, key, str(value))
     log.info(
         "registered %s version %s (%s, run %s)",
         settings.model_name,
@@ -138,7 +174,7 @@ def register(
         family,
         run.info.run_id,
     )
-    return ModelVersion(settings.model_name, version, run.info.run_id, {**tags, "family": family})
+    return ModelVersion(settings.model_name, version, run.info.run_id, version_tags)
 
 
 def load(settings: Settings, version: ModelVersion) -> Any:

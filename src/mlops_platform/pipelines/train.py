@@ -1,4 +1,4 @@
-"""Training: three model families on the same features, the best one on validation wins.
+"""Training: model families on the same features; the best compared one on validation wins.
 
 - ``glm``: the original system's baseline, a Gamma GLM (log link) on price, with one-hot
   low-cardinality and target-encoded high-cardinality categories.
@@ -8,6 +8,11 @@
 - ``linear_trees``: a ridge regression on log-price with one-hot state, city and zip (pooled
   location effects, long memory), plus small boosted trees on its residuals that follow the
   newest market (:mod:`mlops_platform.pipelines.linear_trees`).
+
+The GLM is built and served (models registered before may be GLMs) but no longer compared: it
+never won (validation MAE at 100k rows 109k against 99k for ``hgb`` and 94k for ``linear_trees``;
+at 1M 178k, 171k, 161k) and fitting it was a fifth of the comparison. A first model must still
+beat the original system's GLM on the test rows before it is promoted (``evidence.original_glm``).
 
 Recent batches weigh more (``recency_half_life``), so after a drift the model follows the new
 market while still learning from the old one.
@@ -43,6 +48,8 @@ from mlops_platform.schema import FEATURES, TARGET
 log = logging.getLogger(__name__)
 
 FAMILIES: tuple[str, ...] = ("glm", "hgb", "linear_trees")
+# The families compared for each new model (see the module's docstring for why not the GLM).
+COMPARED: tuple[str, ...] = ("hgb", "linear_trees")
 # Location levels the linear part pools, coarse to fine (a rare zip leans on its city and state).
 LOCATION_LEVELS: tuple[str, ...] = ("status", "state", "city", "zip_code")
 VALIDATION_FRACTION = 0.15
@@ -212,8 +219,10 @@ def _fit(family: str, frame: pd.DataFrame, weights: np.ndarray, seed: int) -> An
     return model
 
 
-def fit_candidates(train: pd.DataFrame, *, seed: int, half_life: float) -> list[Candidate]:
-    """Fit every family on the train split minus a validation slice (at most SELECTION_ROWS of
+def fit_candidates(
+    train: pd.DataFrame, *, seed: int, half_life: float, families: tuple[str, ...] = COMPARED
+) -> list[Candidate]:
+    """Fit each family on the train split minus a validation slice (at most SELECTION_ROWS of
     it); score on that slice (at most VALIDATION_ROWS)."""
     train = train.assign(_weight=recency_weights(train["batch_id"], half_life))
     held = validation_mask(train["row_key"])
@@ -221,7 +230,7 @@ def fit_candidates(train: pd.DataFrame, *, seed: int, half_life: float) -> list[
     valid_rows = at_most(train[held], VALIDATION_ROWS)
     weights, valid_weights = fit_rows["_weight"].to_numpy(), valid_rows["_weight"].to_numpy()
     candidates = []
-    for family in FAMILIES:
+    for family in families:
         model = _fit(family, fit_rows, weights, seed)
         predicted = model.predict(valid_rows[list(FEATURES)])
         scores = regression_metrics(
