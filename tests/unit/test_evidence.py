@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlops_platform.pipelines.evidence import location_median, original_glm, paired_gain
+from mlops_platform.pipelines.evidence import (
+    location_median,
+    original_glm,
+    paired_gain,
+    paired_gains,
+)
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.schema import FEATURES
 
@@ -120,3 +125,15 @@ def test_location_median_falls_back_from_zip_to_city_to_state_to_everywhere() ->
         }
     )
     assert location_median(train, rows).tolist() == [200.0, 200.0, 100.0, 75.0]
+
+
+def test_gains_against_several_references_are_each_alone() -> None:
+    """evaluate bootstraps once for both first-model baselines: the same numbers as one by one."""
+    candidate = noisy(0.15, 1)
+    references = {"a": noisy(0.30, 2), "b": noisy(0.16, 3)}
+    together = paired_gains(TRUTH, candidate, references, confidence=0.95)
+    for name, reference in references.items():
+        assert together[name] == paired_gain(TRUTH, candidate, reference, confidence=0.95)
+    assert together["a"].holds()
+    empty = {name: reference[:0] for name, reference in references.items()}
+    assert paired_gains(TRUTH[:0], candidate[:0], empty, confidence=0.9)["b"].rows == 0

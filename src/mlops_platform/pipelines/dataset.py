@@ -50,15 +50,30 @@ def data_version(clean: Engine) -> DataVersion | None:
     return None if newest is None else DataVersion(int(newest), int(rows))
 
 
+def first_batch_id(clean: Engine) -> int | None:
+    with clean.connect() as conn:
+        first = conn.execute(select(func.min(clean_listings.c.batch_id))).scalar()
+    return None if first is None else int(first)
+
+
 def load_listings(
-    clean: Engine, *, after_batch: int | None = None, up_to_batch: int | None = None
+    clean: Engine,
+    *,
+    after_batch: int | None = None,
+    up_to_batch: int | None = None,
+    split: str | None = None,
 ) -> pd.DataFrame:
-    """Clean listings with ``after_batch < batch_id <= up_to_batch``, in a stable order."""
+    """Clean listings with ``after_batch < batch_id <= up_to_batch`` (of one ``split`` when
+    given: "train" or "test"), in a stable order."""
     conditions = []
     if after_batch is not None:
         conditions.append(f"batch_id > {int(after_batch)}")
     if up_to_batch is not None:
         conditions.append(f"batch_id <= {int(up_to_batch)}")
+    if split is not None:
+        if split not in ("train", "test"):
+            raise ValueError(f"split is 'train' or 'test', not {split!r}")
+        conditions.append(f"split = '{split}'")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     # row_key as its 32 hex digits (a uuid's text has dashes), as clean.row_key gives it.
     selected = ", ".join(_ROW_KEY_HEX if name == "row_key" else name for name in COLUMNS)

@@ -63,19 +63,47 @@ def paired_gain(
     seed: int = 0,
 ) -> PairedGain:
     """Bootstrap the rows (the same draw for both models) and take the gain's lower quantile."""
+    return paired_gains(
+        y_true, candidate, {"reference": reference}, confidence=confidence, seed=seed
+    )["reference"]
+
+
+def paired_gains(
+    y_true: np.ndarray,
+    candidate: np.ndarray,
+    references: dict[str, np.ndarray],
+    *,
+    confidence: float,
+    seed: int = 0,
+) -> dict[str, PairedGain]:
+    """:func:`paired_gain` against each reference, from one set of draws (the same draws each
+    call of :func:`paired_gain` makes, so the same numbers), each resample's candidate error
+    computed once."""
     truth = np.asarray(y_true, dtype=float)
     own = np.abs(truth - np.asarray(candidate, dtype=float))
-    other = np.abs(truth - np.asarray(reference, dtype=float))
+    others = {
+        name: np.abs(truth - np.asarray(reference, dtype=float))
+        for name, reference in references.items()
+    }
     rows = len(truth)
     if rows == 0:
-        return PairedGain(0.0, 0.0, confidence, 0)
+        return {name: PairedGain(0.0, 0.0, confidence, 0) for name in references}
     rng = np.random.default_rng(seed)
-    gains = []
+    gains: dict[str, list[np.ndarray]] = {name: [] for name in references}
     for start in range(0, RESAMPLES, _CHUNK):
         draw = rng.integers(0, rows, size=(min(_CHUNK, RESAMPLES - start), rows))
-        gains.append(1 - own[draw].mean(axis=1) / np.maximum(other[draw].mean(axis=1), 1e-9))
-    low = float(np.quantile(np.concatenate(gains), 1 - confidence))
-    return PairedGain(float(1 - own.mean() / max(other.mean(), 1e-9)), low, confidence, rows)
+        own_mean = own[draw].mean(axis=1)
+        for name, other in others.items():
+            gains[name].append(1 - own_mean / np.maximum(other[draw].mean(axis=1), 1e-9))
+    return {
+        name: PairedGain(
+            float(1 - own.mean() / max(other.mean(), 1e-9)),
+            float(np.quantile(np.concatenate(gains[name]), 1 - confidence)),
+            confidence,
+            rows,
+        )
+        for name, other in others.items()
+    }
 
 
 def location_median(train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:

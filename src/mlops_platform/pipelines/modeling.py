@@ -16,14 +16,15 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from mlops_platform.pipelines import drift, registry
-from mlops_platform.pipelines.dataset import data_version, load_listings
+from mlops_platform.pipelines.dataset import data_version, first_batch_id, load_listings
 from mlops_platform.pipelines.evaluate import evaluate as score
 from mlops_platform.pipelines.evaluate import regression_metrics
-from mlops_platform.pipelines.evidence import location_median, original_glm, paired_gain
+from mlops_platform.pipelines.evidence import location_median, original_glm, paired_gains
 from mlops_platform.pipelines.explain import explain as shap_explain
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.sample import at_most
@@ -99,6 +100,25 @@ def _evaluation_rows(frame: pd.DataFrame, window: int) -> pd.DataFrame:
     return frame[(frame["split"] == "test") & frame["batch_id"].isin(recent)]
 
 
+# Models loaded from the registry by this process's tasks, so that when the tasks run in a row
+# (``run_model_pipeline``: the CLI, the benchmarks) explain scores the model evaluate loaded
+# instead of downloading and deserialising it again (~1 s at 100k rows). A registered version's
+# artifacts never change; the key holds the run too, so a version number reused after its
+# registered model was deleted is a different key. At most two: candidate and production.
+_LOADED: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _load(settings: Settings, version: registry.ModelVersion) -> Any:
+    if not version.run_id:
+        return registry.load(settings, version)
+    key = (settings.mlflow_tracking_uri, version.name, version.version, version.run_id)
+    if key not in _LOADED:
+        while len(_LOADED) >= 2:
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = registry.load(settings, version)
+    return _LOADED[key]
+
+
 def decide(settings: Settings) -> dict[str, Any]:
     """Should a new model be trained for the data CLEAN holds now? With reasons."""
     clean = make_engine(settings.clean_url)
@@ -130,7 +150,7 @@ def decide(settings: Settings) -> dict[str, Any]:
             seen = int(production.tags["max_batch_id"])
             reference = load_listings(clean, up_to_batch=seen)
             new = load_listings(clean, after_batch=seen, up_to_batch=version.max_batch_id)
-            mae_new = score(registry.load(settings, production), new)["mae"] if len(new) else None
+            mae_new = score(_load(settings, production), new)["mae"] if len(new) else None
             test_mae = production.tags.get("test_mae")
             decision = drift.decide(
                 reference,
@@ -185,13 +205,11 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
         }
     started = time.perf_counter()
     clean = make_engine(settings.clean_url)
-    try:
-        frame = load_listings(clean, up_to_batch=decision["max_batch_id"])
+    try:  # only the train rows: the test rows are for evaluate (at 1M rows they are ~200 MB)
+        train_rows = load_listings(clean, up_to_batch=decision["max_batch_id"], split="train")
+        first_batch = first_batch_id(clean)
     finally:
         clean.dispose()
-    train_rows = frame[frame["split"] == "train"]
-    first_batch_id = int(frame["batch_id"].min())
-    del frame  # the test rows are not needed here; at 1M rows they are ~200 MB
     steps = {"load": time.perf_counter() - started}
     candidates = fit_candidates(
         train_rows, seed=settings.train_seed, half_life=settings.recency_half_life
@@ -222,7 +240,7 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
             "data_version": label,
             "max_batch_id": str(decision["max_batch_id"]),
             "train_rows": str(len(train_rows)),
-            "first_batch_id": str(first_batch_id),
+            "first_batch_id": str(first_batch),
         },
     )
     steps["register"] = time.perf_counter() - started - sum(steps.values())
@@ -270,30 +288,32 @@ def evaluate(
     name = settings.model_name
     truth = rows[TARGET].to_numpy()
     challenger = registry.ModelVersion(name, candidate["version"], candidate["run_id"], {})
-    predicted = registry.load(settings, challenger).predict(rows[list(FEATURES)])
+    predicted = _load(settings, challenger).predict(rows[list(FEATURES)])
     candidate_metrics = regression_metrics(truth, predicted)
     references: dict[str, Any] = {}
     production_metrics = None
     if production is not None and production.version != candidate["version"]:
-        served = registry.load(settings, production).predict(rows[list(FEATURES)])
+        served = _load(settings, production).predict(rows[list(FEATURES)])
         production_metrics = regression_metrics(truth, served)
         references["production model"] = served
     elif train_rows is not None:
         # A first model must beat the naive answer and the model this platform replaces.
         references["location-median baseline"] = location_median(train_rows, rows)
         references["original GLM"] = original_glm(at_most(train_rows, BASELINE_ROWS), rows)
-    evidence = {
-        label: paired_gain(
-            truth, predicted, reference, confidence=settings.promotion_confidence
-        ).to_dict()
-        for label, reference in references.items()
-    }
+    gains = paired_gains(truth, predicted, references, confidence=settings.promotion_confidence)
+    evidence = {label: gain.to_dict() for label, gain in gains.items()}
     mlflow_client = registry.client(settings)
     mlflow_client.set_model_version_tag(
         name, candidate["version"], "test_mae", f"{candidate_metrics['mae']:.2f}"
     )
-    for metric in ("mae", "rmse", "r2", "mape"):
-        mlflow_client.log_metric(candidate["run_id"], f"test_{metric}", candidate_metrics[metric])
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(
+        candidate["run_id"],
+        metrics=[
+            Metric(f"test_{metric}", candidate_metrics[metric], now, 0)
+            for metric in ("mae", "rmse", "r2", "mape")
+        ],
+    )
     return {
         "candidate": candidate_metrics,
         "production": production_metrics,
@@ -382,15 +402,15 @@ def explain(settings: Settings, candidate: dict[str, Any] | None) -> dict[str, A
     if candidate is None:
         return None
     clean = make_engine(settings.clean_url)
-    try:
-        frame = load_listings(clean)
+    try:  # the same rows, in the same order, as the test split of every row
+        test = load_listings(clean, split="test")
     finally:
         clean.dispose()
-    test = frame[frame["split"] == "test"]
     size = min(settings.shap_sample_rows, len(test))
     sample = test.sample(size, random_state=settings.train_seed)
-    model = registry.load(
-        settings, registry.ModelVersion(settings.model_name, candidate["version"], "", {})
+    model = _load(
+        settings,
+        registry.ModelVersion(settings.model_name, candidate["version"], candidate["run_id"], {}),
     )
     explanation = shap_explain(model, sample, background=sample)
     importance = explanation.importance()
