@@ -99,9 +99,12 @@ def commands(settings: Settings) -> dict[str, list[str]]:
             "--port",
             str(settings.airflow_port),
         ],
-        "airflow-scheduler": [airflow, "scheduler"],
+        # No log servers: Airflow's serve-logs binds every interface (host="" in Airflow 3.3,
+        # no setting moves it), and here tasks write their logs to the folder the api-server
+        # reads them from, so nothing needs serving.
+        "airflow-scheduler": [airflow, "scheduler", "--skip-serve-logs"],
         "airflow-dag-processor": [airflow, "dag-processor"],
-        "airflow-triggerer": [airflow, "triggerer"],
+        "airflow-triggerer": [airflow, "triggerer", "--skip-serve-logs"],
     }
 
 
