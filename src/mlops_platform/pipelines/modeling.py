@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,7 @@ import pandas as pd
 from mlflow.entities import Metric
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from mlops_platform.pipelines import drift, registry
 from mlops_platform.pipelines.dataset import data_version, first_batch_id, load_listings
@@ -67,6 +70,28 @@ def _lock_decisions(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _DECISION_LOCK})
 
 
+@contextmanager
+def _training(clean_url: str, label: str) -> Iterator[None]:
+    """Held while a data version's candidate is looked up, trained and registered: a second run
+    for the same data (Airflow and the CLI at once) waits, then finds the first one's version
+    instead of registering a second that no decision would record. A session lock, so a long fit
+    holds no transaction open; PostgreSQL drops it with the connection if either side dies."""
+    engine = make_engine(clean_url)
+    key = {"key": f"{_DECISION_LOCK}.train:{label}"}
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+            conn.commit()
+            try:
+                yield
+            finally:
+                with suppress(SQLAlchemyError):  # a lost connection has released it already
+                    conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
+                    conn.commit()
+    finally:
+        engine.dispose()
+
+
 def _newer_decided(conn: Connection, settings: Settings, max_batch_id: int) -> str | None:
     """The data version newer than ``max_batch_id`` already decided, or whose model serves.
 
@@ -100,26 +125,23 @@ def _evaluation_rows(frame: pd.DataFrame, window: int) -> pd.DataFrame:
     return frame[(frame["split"] == "test") & frame["batch_id"].isin(recent)]
 
 
-# Models loaded from the registry by this process's tasks, so that when the tasks run in a row
-# (``run_model_pipeline``: the CLI, the benchmarks) explain scores the model evaluate loaded
-# instead of downloading and deserialising it again (~1 s at 100k rows). A registered version's
-# artifacts never change; the key holds the run too, so a version number reused after its
-# registered model was deleted is a different key. At most two: candidate and production.
-_LOADED: dict[tuple[str, str, str, str], Any] = {}
+# Models a run's tasks loaded, by (version, run): when the tasks run in a row in one process
+# (``run_model_pipeline``: the CLI, the benchmarks), explain scores the model evaluate loaded
+# instead of downloading and deserialising it again (~1 s at 100k rows). Under Airflow each task
+# is a process of its own and passes nothing: it loads what it needs.
+Loaded = dict[tuple[str, str], Any]
 
 
-def _load(settings: Settings, version: registry.ModelVersion) -> Any:
-    if not version.run_id:
+def _load(settings: Settings, version: registry.ModelVersion, loaded: Loaded | None) -> Any:
+    if loaded is None or not version.run_id:
         return registry.load(settings, version)
-    key = (settings.mlflow_tracking_uri, version.name, version.version, version.run_id)
-    if key not in _LOADED:
-        while len(_LOADED) >= 2:
-            del _LOADED[next(iter(_LOADED))]
-        _LOADED[key] = registry.load(settings, version)
-    return _LOADED[key]
+    key = (version.version, version.run_id)
+    if key not in loaded:
+        loaded[key] = registry.load(settings, version)
+    return loaded[key]
 
 
-def decide(settings: Settings) -> dict[str, Any]:
+def decide(settings: Settings, *, loaded: Loaded | None = None) -> dict[str, Any]:
     """Should a new model be trained for the data CLEAN holds now? With reasons."""
     clean = make_engine(settings.clean_url)
     try:
@@ -150,7 +172,7 @@ def decide(settings: Settings) -> dict[str, Any]:
             seen = int(production.tags["max_batch_id"])
             reference = load_listings(clean, up_to_batch=seen)
             new = load_listings(clean, after_batch=seen, up_to_batch=version.max_batch_id)
-            mae_new = score(_load(settings, production), new)["mae"] if len(new) else None
+            mae_new = score(_load(settings, production, loaded), new)["mae"] if len(new) else None
             test_mae = production.tags.get("test_mae")
             decision = drift.decide(
                 reference,
@@ -194,15 +216,21 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
     if newer is not None:
         log.info("%s: not training, %s", label, _superseded_reason(label, newer))
         return None
-    existing = registry.find_version(settings, label)
-    if existing is not None:
-        log.info("candidate for %s already registered as version %s", label, existing.version)
-        return {
-            "version": existing.version,
-            "run_id": existing.run_id,
-            "family": existing.tags.get("family"),
-            "validation": None,
-        }
+    with _training(settings.clean_url, label):
+        existing = registry.find_version(settings, label)
+        if existing is not None:
+            log.info("candidate for %s already registered as version %s", label, existing.version)
+            return {
+                "version": existing.version,
+                "run_id": existing.run_id,
+                "family": existing.tags.get("family"),
+                "validation": None,
+            }
+        return _fit_and_register(settings, decision)
+
+
+def _fit_and_register(settings: Settings, decision: dict[str, Any]) -> dict[str, Any]:
+    label = decision["data_version"]
     started = time.perf_counter()
     clean = make_engine(settings.clean_url)
     try:  # only the train rows: the test rows are for evaluate (at 1M rows they are ~200 MB)
@@ -262,7 +290,11 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
 
 
 def evaluate(
-    settings: Settings, decision: dict[str, Any], candidate: dict[str, Any] | None
+    settings: Settings,
+    decision: dict[str, Any],
+    candidate: dict[str, Any] | None,
+    *,
+    loaded: Loaded | None = None,
 ) -> dict[str, Any] | None:
     """Candidate and current production scored on the same recent test rows, with the evidence
     the promotion needs: the paired gain over production, or for a first model over the naive
@@ -288,12 +320,12 @@ def evaluate(
     name = settings.model_name
     truth = rows[TARGET].to_numpy()
     challenger = registry.ModelVersion(name, candidate["version"], candidate["run_id"], {})
-    predicted = _load(settings, challenger).predict(rows[list(FEATURES)])
+    predicted = _load(settings, challenger, loaded).predict(rows[list(FEATURES)])
     candidate_metrics = regression_metrics(truth, predicted)
     references: dict[str, Any] = {}
     production_metrics = None
     if production is not None and production.version != candidate["version"]:
-        served = _load(settings, production).predict(rows[list(FEATURES)])
+        served = _load(settings, production, loaded).predict(rows[list(FEATURES)])
         production_metrics = regression_metrics(truth, served)
         references["production model"] = served
     elif train_rows is not None:
@@ -397,7 +429,9 @@ def _judge_and_move(
     return asdict(verdict) | {"promoted": verdict.promote}
 
 
-def explain(settings: Settings, candidate: dict[str, Any] | None) -> dict[str, Any] | None:
+def explain(
+    settings: Settings, candidate: dict[str, Any] | None, *, loaded: Loaded | None = None
+) -> dict[str, Any] | None:
     """Global SHAP importance and a sample of per-row values, logged with the candidate's run."""
     if candidate is None:
         return None
@@ -411,6 +445,7 @@ def explain(settings: Settings, candidate: dict[str, Any] | None) -> dict[str, A
     model = _load(
         settings,
         registry.ModelVersion(settings.model_name, candidate["version"], candidate["run_id"], {}),
+        loaded,
     )
     explanation = shap_explain(model, sample, background=sample)
     importance = explanation.importance()
@@ -524,17 +559,19 @@ def run_model_pipeline(settings: Settings) -> dict[str, Any]:
     """All six tasks in a row, as Airflow runs them; the history row plus each task's seconds."""
     timings: dict[str, float] = {}
 
-    def timed(name: str, task: Any, *args: Any) -> Any:
+    loaded: Loaded = {}  # decide, evaluate and explain share what they load
+
+    def timed(name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
-        result = task(settings, *args)
+        result = task(settings, *args, **kwargs)
         timings[name] = round(time.perf_counter() - start, 3)
         return result
 
-    decision = timed("decide", decide)
+    decision = timed("decide", decide, loaded=loaded)
     candidate = timed("train", train, decision)
-    evaluation = timed("evaluate", evaluate, decision, candidate)
+    evaluation = timed("evaluate", evaluate, decision, candidate, loaded=loaded)
     promotion = timed("promote", promote, decision, candidate, evaluation)
-    explanation = timed("explain", explain, candidate)
+    explanation = timed("explain", explain, candidate, loaded=loaded)
     row = timed("record", record, decision, candidate, evaluation, promotion, explanation)
     train_steps = candidate.get("steps") if candidate else None
     return {**row, "timings": timings, "train_steps": train_steps}
