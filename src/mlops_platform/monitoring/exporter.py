@@ -71,56 +71,70 @@ def _gauge(name: str, doc: str, value: float | None, unit: str = "") -> Iterator
         yield GaugeMetricFamily(name, doc, value=value, unit=unit)
 
 
+def _by_label(
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+    name: str,
+    doc: str,
+    label: str,
+    values: dict[str, float],
+) -> Metric:
+    """One family with a sample per ``label`` value (sorted: stable exposition)."""
+    family = kind(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
 def loop_metrics(state: LoopState, up: dict[str, float]) -> Iterator[Metric]:
     """The metric families of docs/metrics.md's loop table, from one state."""
-    store_up = GaugeMetricFamily(
-        "mlops_loop_store_up", "1 when the store could be read at the last scrape", labels=["store"]
+    gauge, counter = GaugeMetricFamily, CounterMetricFamily
+    yield _by_label(
+        gauge,
+        "mlops_loop_store_up",
+        "1 when the store could be read at the last scrape",
+        "store",
+        up,
     )
-    for store, value in up.items():
-        store_up.add_metric([store], value)
-    yield store_up
     yield from _gauge(
         "mlops_loop_newest_batch_timestamp_seconds",
         "When the newest RAW batch was received (data freshness)",
         state.newest_batch_at,
     )
-    yield CounterMetricFamily(
+    yield counter(
         "mlops_loop_batches_received", "Batches stored in RAW", value=state.batches_received
     )
-    rows = CounterMetricFamily(
-        "mlops_loop_rows", "Rows received in RAW and cleaned into CLEAN", labels=["stage"]
+    rows = {"received": state.rows_received, "cleaned": state.rows_cleaned}
+    yield _by_label(
+        counter, "mlops_loop_rows", "Rows received in RAW and cleaned into CLEAN", "stage", rows
     )
-    rows.add_metric(["received"], state.rows_received)
-    rows.add_metric(["cleaned"], state.rows_cleaned)
-    yield rows
-    by_rule = CounterMetricFamily(
-        "mlops_loop_rejected_rows", "Rows rejected by cleaning, by rule", labels=["rule"]
+    yield _by_label(
+        counter,
+        "mlops_loop_rejected_rows",
+        "Rows rejected by cleaning, by rule",
+        "rule",
+        state.rows_rejected_by_rule,
     )
-    for rule, count in sorted(state.rows_rejected_by_rule.items()):
-        by_rule.add_metric([rule], count)
-    yield by_rule
-    latest = GaugeMetricFamily(
+    yield _by_label(
+        gauge,
         "mlops_loop_latest_batch_rows",
         "Rows of the newest cleaned batch: received, cleaned, rejected",
-        labels=["stage"],
+        "stage",
+        state.latest_batch_rows,
     )
-    for stage, count in state.latest_batch_rows.items():
-        latest.add_metric([stage], count)
-    yield latest
-    latest_rules = GaugeMetricFamily(
+    yield _by_label(
+        gauge,
         "mlops_loop_latest_batch_rejected_rows",
         "Rows of the newest cleaned batch rejected, by rule",
-        labels=["rule"],
+        "rule",
+        state.latest_batch_rejected_by_rule,
     )
-    for rule, count in sorted(state.latest_batch_rejected_by_rule.items()):
-        latest_rules.add_metric([rule], count)
-    yield latest_rules
-    decisions = CounterMetricFamily(
-        "mlops_loop_decisions", "Model decisions recorded, by outcome", labels=["outcome"]
+    yield _by_label(
+        counter,
+        "mlops_loop_decisions",
+        "Model decisions recorded, by outcome",
+        "outcome",
+        state.decisions_by_outcome,
     )
-    for outcome, count in sorted(state.decisions_by_outcome.items()):
-        decisions.add_metric([outcome], count)
-    yield decisions
     yield from _decision_metrics(state)
 
 
@@ -139,14 +153,13 @@ def _decision_metrics(state: LoopState) -> Iterator[Metric]:
             "When the newest decision was made",
             decision.decided_at,
         )
-        psi = GaugeMetricFamily(
+        yield _by_label(
+            GaugeMetricFamily,
             "mlops_loop_drift_psi",
             "PSI of each feature at the newest decision (new data against the reference)",
-            labels=["feature"],
+            "feature",
+            decision.drift_psi,
         )
-        for feature, value in sorted(decision.drift_psi.items()):
-            psi.add_metric([feature], value)
-        yield psi
         yield from _gauge(
             "mlops_loop_drifted_features",
             "Features above the PSI threshold at the newest decision",
