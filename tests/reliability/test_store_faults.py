@@ -542,23 +542,31 @@ def test_mlflow_down_during_the_hook_keeps_the_old_model_serving(
     )
 
 
-def test_mlflow_down_during_training_fails_clearly_and_records_nothing(
-    platform: Platform, scenario: Scenario, tmp_path: Path
-) -> None:
-    fed = feed_until_retrain(platform)
-    label = data_label(platform)
+def kill_once_the_run_began(platform: Platform, service: str, log: Path) -> tuple[int, float]:
+    """`mlops pipeline run model` (MLflow's client impatient) with ``service`` killed once the
+    candidate's MLflow run exists; the run ends with it down. Its exit code, and the seconds the
+    restart took."""
     runs = run_count(platform)
-    log = tmp_path / "model.log"
     process: subprocess.Popen[str] | None = None
     try:
         process = spawn(platform, ["pipeline", "run", "model"], log, **IMPATIENT_MLFLOW)
         poll("the candidate's MLflow run", lambda: run_count(platform) > runs, 600, every_s=0.05)
-        platform.kill("mlflow")
+        platform.kill(service)
         code = finish(process)
     finally:
         seconds = restarted(platform)
         if process is not None:
             code = finish(process)
+    return code, seconds
+
+
+def test_mlflow_down_during_training_fails_clearly_and_records_nothing(
+    platform: Platform, scenario: Scenario, tmp_path: Path
+) -> None:
+    fed = feed_until_retrain(platform)
+    label = data_label(platform)
+    log = tmp_path / "model.log"
+    code, seconds = kill_once_the_run_began(platform, "mlflow", log)
     failure = last_line(log)
     assert code != 0, log.read_text()
     assert settings_mlflow(platform) in tail(log), tail(log)
@@ -588,18 +596,8 @@ def test_s3_down_during_registration_registers_nothing(
 ) -> None:
     fed = feed_until_retrain(platform)
     label = data_label(platform)
-    runs = run_count(platform)
     log = tmp_path / "model.log"
-    process: subprocess.Popen[str] | None = None
-    try:
-        process = spawn(platform, ["pipeline", "run", "model"], log, **IMPATIENT_MLFLOW)
-        poll("the candidate's MLflow run", lambda: run_count(platform) > runs, 600, every_s=0.05)
-        platform.kill("s3")
-        code = finish(process)
-    finally:
-        seconds = restarted(platform)
-        if process is not None:
-            code = finish(process)
+    code, seconds = kill_once_the_run_began(platform, "s3", log)
     failure = last_line(log)
     assert code != 0, log.read_text()
     assert versions_for(platform, label) == [], "a version was registered with S3 down"
