@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +23,7 @@ from mlops_platform.local.postgres import free_port
 from mlops_platform.pipelines.clean import RawRow, clean_pending, clean_rows
 from mlops_platform.pipelines.ingest import store_batch
 from mlops_platform.schema import FIELDS
+from mlops_platform.settings import Settings
 
 # A valid listing as RAW stores it: every value is the text the source sent.
 RAW_LISTING: dict[str, str] = {
@@ -82,3 +85,33 @@ def clean_frame(config: SimulatorConfig, *batches: int) -> pd.DataFrame:
             values["prev_sold_date"] = sold.isoformat() if sold else None
             rows.append({**values, "batch_id": number, "row_key": row.row_key, "split": row.split})
     return pd.DataFrame(rows)
+
+
+def register_unloadable_copy(settings: Settings, good: str, folder: Path) -> str:
+    """A deliberate fault: a registered version whose model folder lacks the model file.
+
+    A copy of version ``good`` with the serialised estimator deleted, logged and registered
+    through the real server, so the registry and S3 hold exactly what a broken upload leaves.
+    ``folder`` is downloaded into, then deleted."""
+    import mlflow  # here: most suites using this module never touch MLflow (a slow import)
+
+    from mlops_platform.pipelines import registry
+
+    registry.client(settings)
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{settings.model_name}/{good}", dst_path=str(folder)
+            )
+        )
+        removed = [p for p in local.iterdir() if p.suffix in (".skops", ".pkl")]
+        assert removed, f"no serialised model found in {sorted(p.name for p in local.iterdir())}"
+        for path in removed:
+            path.unlink()
+        mlflow.set_experiment(settings.experiment_name)
+        with mlflow.start_run(run_name="deliberately-unloadable") as run:
+            mlflow.log_artifacts(str(local), "model")
+        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", settings.model_name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return str(version.version)

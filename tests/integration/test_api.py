@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -369,28 +367,7 @@ def test_the_poll_follows_the_alias_without_a_hook(trained: Trained, stores: Sto
 
 
 def register_unloadable_version(trained: Trained, tmp_path: Path) -> str:
-    """A deliberate fault: a registered version whose model folder lacks the model file.
-
-    It is a copy of a real version with the serialised estimator deleted, logged and registered
-    through the real server, so the registry and S3 hold exactly what a broken upload leaves.
-    """
-    settings = trained.settings
-    registry.client(settings)
-    local = Path(
-        mlflow.artifacts.download_artifacts(
-            f"models:/{settings.model_name}/{trained.first}", dst_path=str(tmp_path / "copy")
-        )
-    )
-    removed = [p for p in local.iterdir() if p.suffix in (".skops", ".pkl")]
-    assert removed, f"no serialised model found in {sorted(p.name for p in local.iterdir())}"
-    for path in removed:
-        path.unlink()
-    mlflow.set_experiment(settings.experiment_name)
-    with mlflow.start_run(run_name="deliberately-broken") as run:
-        mlflow.log_artifacts(str(local), "model")
-    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", settings.model_name)
-    shutil.rmtree(tmp_path / "copy")
-    return str(version.version)
+    return support.register_unloadable_copy(trained.settings, trained.first, tmp_path / "copy")
 
 
 def test_not_ready_while_the_production_model_cannot_be_loaded(

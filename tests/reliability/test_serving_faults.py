@@ -6,7 +6,6 @@ and ``mlops_api_model_reloads_total{outcome="failed"}`` say why.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import threading
 import time
@@ -16,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import pytest
 
 from mlops_platform.local.processes import wait_until
 from mlops_platform.pipelines import registry
 from mlops_platform.schema import EXAMPLE_RECORD
 from tests.reliability.conftest import Platform, Scenario
+from tests.support import register_unloadable_copy
 
 pytestmark = pytest.mark.reliability
 
@@ -146,28 +145,8 @@ def test_the_api_killed_mid_burst_comes_back_serving_the_same_version(
 
 
 def register_unloadable_version(platform: Platform, good: str) -> str:
-    """A deliberate fault: a copy of version ``good`` with its serialised estimator deleted,
-    logged and registered through the real MLflow server (what a broken upload leaves)."""
-    settings = platform.settings
-    registry.client(settings)
     folder = Path(tempfile.mkdtemp(prefix="unloadable-"))
-    try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{settings.model_name}/{good}", dst_path=str(folder)
-            )
-        )
-        removed = [p for p in local.iterdir() if p.suffix in (".skops", ".pkl")]
-        assert removed, f"no serialised model in {sorted(p.name for p in local.iterdir())}"
-        for path in removed:
-            path.unlink()
-        mlflow.set_experiment(settings.experiment_name)
-        with mlflow.start_run(run_name="reliability-unloadable") as run:
-            mlflow.log_artifacts(str(local), "model")
-        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", settings.model_name)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return str(version.version)
+    return register_unloadable_copy(platform.settings, good, folder)
 
 
 def test_an_unloadable_promoted_version_leaves_the_old_one_serving(
