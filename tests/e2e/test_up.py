@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -164,3 +165,28 @@ def test_a_missing_dags_folder_is_named(tmp_path: Path) -> None:
     assert "does not exist" in result.stdout
     assert "MLOPS_DAGS_DIR" in result.stdout
     assert processes_of(settings) == []
+
+
+def test_a_reused_service_that_exits_while_awaited_is_started_again(tmp_path: Path) -> None:
+    """As Airflow's servers do seconds after their database was killed, even once it is back.
+
+    The fault is made with signals on the real simulator: stopped, it is alive but answers
+    nothing (a process on its way out); killed two seconds into the wait, it is gone.
+    """
+    settings = fresh_settings(tmp_path / "state")
+    only = ("datasource",)
+    try:
+        platform.up(settings, services=only)
+        dying = platform.pid_of(settings, "datasource")
+        assert dying is not None
+        os.killpg(dying, signal.SIGSTOP)
+        threading.Timer(2, os.killpg, (dying, signal.SIGKILL)).start()
+        seen: list[tuple[str, str]] = []
+        platform.up(settings, lambda name, state, detail: seen.append((state, detail)), only)
+        fresh = platform.pid_of(settings, "datasource")
+        assert fresh not in (None, dying)
+        assert httpx.get(f"{settings.datasource_url}/healthz", timeout=5).status_code == 200
+        assert ("starting", "the running process exited; starting it again") in seen
+        assert seen[-1][0] == "healthy", seen
+    finally:
+        platform.down(settings, purge=True)

@@ -24,7 +24,7 @@ from mlops_platform.local import airflow
 from mlops_platform.local.keys import keys, with_local_secrets
 from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
 from mlops_platform.local.postgres import LocalPostgres, free_ports, port_is_free
-from mlops_platform.local.processes import Service, answers, wait_until
+from mlops_platform.local.processes import Service, StartError, answers, wait_until
 from mlops_platform.local.s3 import LocalS3, wait_s3
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import normalise_url
@@ -296,6 +296,25 @@ def _await(settings: Settings, name: str) -> None:
     wait_until(name, lambda: answers(health), 120, process)
 
 
+def _await_reused(settings: Settings, name: str, reused: bool, progress: Progress) -> bool:
+    """Await ``name``; a reused process that exits meanwhile is started afresh, once.
+
+    A process we found running may be on its way out: Airflow's servers exit seconds after their
+    database went away, even when it is back by then. That is the old process ending, not a start
+    failing, so it gets a fresh start. False when it was restarted.
+    """
+    try:
+        _await(settings, name)
+        return True
+    except StartError:
+        if not reused or pid_of(settings, name) is not None:
+            raise
+    progress(name, "starting", "the running process exited; starting it again")
+    _launch(settings, name)
+    _await(settings, name)
+    return False
+
+
 def up(
     settings: Settings,
     progress: Progress = lambda *_: None,
@@ -318,7 +337,8 @@ def up(
                 progress(current, "starting", "")
                 _launch(settings, current)
             for current in members:
-                _await(settings, current)
+                if not _await_reused(settings, current, running[current], progress):
+                    running[current] = False
                 took = f"{time.monotonic() - started:.1f} s"
                 progress(current, "reused" if running[current] else "healthy", took)
         except Exception as error:
