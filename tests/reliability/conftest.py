@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from mlops_platform.storage.engine import make_engine
 from tests.e2e.conftest import mlops
 
 REPORT = Path("build/reliability.json")
+KEPT_LOGS = Path("build/reliability-logs")
 # Enough batches that the data DAG has work during the load test and the faults, small enough that
 # a batch is ingested and cleaned in about a second here.
 SIMULATOR = {"sim_batches": 40, "sim_batch_size": 1000, "sim_drift_at": 20, "sim_seed": 11}
@@ -121,6 +123,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         running.restart()
         yield running
         return
+    shutil.rmtree(KEPT_LOGS, ignore_errors=True)
     state = tmp_path_factory.mktemp("reliability") / "state"
     settings = on_free_ports(load_settings(state_dir=state, **SIMULATOR))
     running = Platform(settings)
@@ -129,7 +132,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         running.wait_ready()
         yield running
     finally:
+        if any(outcome != "passed" for outcome in _outcomes.values()):
+            keep_logs(state / "logs")
         mlops(["down", "--purge"], settings)
+
+
+def keep_logs(logs: Path) -> None:
+    """A failed run's service logs, kept in build/: the state folder is purged."""
+    shutil.rmtree(KEPT_LOGS, ignore_errors=True)
+    shutil.copytree(logs, KEPT_LOGS)
 
 
 @pytest.fixture
@@ -176,6 +187,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             }
         )
     passed = sum(1 for outcome in _outcomes.values() if outcome == "passed")
+    if passed < len(_outcomes) and KEPT_LOGS.is_dir():
+        # CI keeps only this output: the end of every service's log says what the platform saw.
+        for log in sorted(KEPT_LOGS.glob("*.log")):
+            write(f"--- the end of {log}:")
+            for line in log.read_text(errors="replace").splitlines()[-12:]:
+                write(f"    {line[:300]}")
     write(f"{passed} passed, {len(_outcomes) - passed} failed")
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(rows, indent=2) + "\n")
