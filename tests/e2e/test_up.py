@@ -167,12 +167,17 @@ def test_a_missing_dags_folder_is_named(tmp_path: Path) -> None:
     assert processes_of(settings) == []
 
 
-def test_a_reused_service_that_exits_while_awaited_is_started_again(tmp_path: Path) -> None:
-    """As Airflow's servers do seconds after their database was killed, even once it is back.
+@pytest.mark.parametrize("fate", ["exits", "hangs"])
+def test_a_reused_service_that_exits_or_hangs_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fate: str
+) -> None:
+    """As Airflow's servers do after their database was killed, even once it is back: they exit
+    seconds later, or (the scheduler) hang for good in their executor's shutdown.
 
     The fault is made with signals on the real simulator: stopped, it is alive but answers
-    nothing (a process on its way out); killed two seconds into the wait, it is gone.
+    nothing; killed two seconds into the wait, it is gone.
     """
+    monkeypatch.setattr(platform, "REUSED_GRACE_S", 5.0)
     settings = fresh_settings(tmp_path / "state")
     only = ("datasource",)
     try:
@@ -180,13 +185,15 @@ def test_a_reused_service_that_exits_while_awaited_is_started_again(tmp_path: Pa
         dying = platform.pid_of(settings, "datasource")
         assert dying is not None
         os.killpg(dying, signal.SIGSTOP)
-        threading.Timer(2, os.killpg, (dying, signal.SIGKILL)).start()
+        if fate == "exits":
+            threading.Timer(2, os.killpg, (dying, signal.SIGKILL)).start()
         seen: list[tuple[str, str]] = []
         platform.up(settings, lambda name, state, detail: seen.append((state, detail)), only)
         fresh = platform.pid_of(settings, "datasource")
         assert fresh not in (None, dying)
         assert httpx.get(f"{settings.datasource_url}/healthz", timeout=5).status_code == 200
-        assert ("starting", "the running process exited; starting it again") in seen
+        why = "exited" if fate == "exits" else "was not healthy"
+        assert ("starting", f"the running process {why}; starting it again") in seen
         assert seen[-1][0] == "healthy", seen
     finally:
         platform.down(settings, purge=True)

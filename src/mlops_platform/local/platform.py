@@ -262,7 +262,7 @@ def _launch(settings: Settings, name: str) -> None:
         service(settings, name).start(command, settings.to_env())
 
 
-def _await(settings: Settings, name: str) -> None:
+def _await(settings: Settings, name: str, timeout_s: float | None = None) -> None:
     """Wait until ``name`` is healthy; fail early with its log if it exits."""
     process = service(settings, name)
     if name == "postgres":
@@ -278,12 +278,12 @@ def _await(settings: Settings, name: str) -> None:
         def healthy() -> bool:
             return airflow.health(settings).get(component) == "healthy"
 
-        wait_until(name, healthy, 180, process)
+        wait_until(name, healthy, timeout_s or 180, process)
         if name == "airflow-dag-processor":
             wait_until(
                 f"the DAGs of {settings.dags_dir}",
                 lambda: airflow.dags_loaded(settings),
-                120,
+                timeout_s or 120,
                 process,
             )
         return
@@ -293,23 +293,32 @@ def _await(settings: Settings, name: str) -> None:
         "api": f"{settings.api_url}/healthz",
         "ui": f"http://127.0.0.1:{settings.ui_port}/_stcore/health",
     }[name]
-    wait_until(name, lambda: answers(health), 120, process)
+    wait_until(name, lambda: answers(health), timeout_s or 120, process)
+
+
+# How long a process found running may take to be healthy before it is started afresh: a live
+# Airflow server heartbeats every few seconds once its database is back.
+REUSED_GRACE_S = 45.0
 
 
 def _await_reused(settings: Settings, name: str, reused: bool, progress: Progress) -> bool:
-    """Await ``name``; a reused process that exits meanwhile is started afresh, once.
+    """Await ``name``; a reused process that exits or stays unhealthy is started afresh, once.
 
-    A process we found running may be on its way out: Airflow's servers exit seconds after their
-    database went away, even when it is back by then. That is the old process ending, not a start
-    failing, so it gets a fresh start. False when it was restarted.
+    A process found running may be on its way out. After PostgreSQL is killed, Airflow's
+    dag-processor, scheduler and triggerer exit 3-15 s later even when it is back by then, and a
+    scheduler can instead hang for good in its executor's shutdown, alive without a heartbeat.
+    Neither is a start failing. False when it was restarted.
     """
-    try:
+    if not reused:
         _await(settings, name)
         return True
+    try:
+        _await(settings, name, REUSED_GRACE_S)
+        return True
     except StartError:
-        if not reused or pid_of(settings, name) is not None:
-            raise
-    progress(name, "starting", "the running process exited; starting it again")
+        why = "exited" if pid_of(settings, name) is None else "was not healthy"
+    progress(name, "starting", f"the running process {why}; starting it again")
+    service(settings, name).stop()
     _launch(settings, name)
     _await(settings, name)
     return False
