@@ -27,10 +27,13 @@ from tests.charts.conftest import (
     HelmError,
     by_kind,
     client_rules,
+    exporter_rules,
     helm_test_command,
     helm_test_pods,
     helm_test_rule,
     helm_test_rules,
+    is_exporter_object,
+    is_exporter_rule,
     one,
     pod_labels,
     pod_spec,
@@ -180,8 +183,13 @@ def render(chart: str, install: str, values: dict[str, Any] | None = None) -> li
 
 
 def served(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The Service the clients call (not a headless one) and the server workload it fronts."""
-    (service,) = [s for s in by_kind(objects, "Service") if s["spec"].get("clusterIP") != "None"]
+    """The Service the clients call (not a headless one, nor an exporter's: conftest
+    EXPORTER_FLOWS) and the server workload it fronts."""
+    (service,) = [
+        s
+        for s in by_kind(objects, "Service")
+        if s["spec"].get("clusterIP") != "None" and not is_exporter_object(s)
+    ]
     selector = service["spec"]["selector"].items()
     (server,) = [
         w
@@ -314,7 +322,7 @@ def test_network_policy_admits_the_helm_test_pod_on_the_port_it_calls(
     ports = {p["name"]: p["containerPort"] for p in pod_spec(server)["containers"][0]["ports"]}
     assert ports[target] == POD_PORT[chart]
     rule = helm_test_rule(chart, [POD_PORT[chart]], release=release_of(chart, install))
-    assert policy["spec"]["ingress"] == [*client_rules(policy), rule]
+    assert policy["spec"]["ingress"] == [*client_rules(policy), *exporter_rules(policy), rule]
     admitted = DEFAULT_CLIENTS[chart] if clients is None else clients
     peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": n}}} for n in admitted]
     assert [peer for r in client_rules(policy) for peer in r["from"]] == peers
@@ -330,11 +338,13 @@ def test_tests_disabled_render_no_pod_and_no_extra_peer(chart: str) -> None:
     assert by_kind(off, "Pod") == []
     policy = one(off, "NetworkPolicy", chart)
     assert helm_test_rules(policy) == []
-    assert policy["spec"]["ingress"] == client_rules(one(on, "NetworkPolicy"))
+    kept = one(on, "NetworkPolicy")
+    assert policy["spec"]["ingress"] == [*client_rules(kept), *exporter_rules(kept)]
     rest = [o for o in on if o["kind"] not in {"Pod", "NetworkPolicy"}]
     assert rest == [o for o in off if o["kind"] != "NetworkPolicy"]
     nobody = {"tests": {"enabled": False}, "networkPolicy": {"allowedClients": []}}
-    assert one(render_chart(chart, nobody), "NetworkPolicy")["spec"]["ingress"] == []
+    ingress = one(render_chart(chart, nobody), "NetworkPolicy")["spec"]["ingress"]
+    assert [rule for rule in ingress if not is_exporter_rule(rule)] == []
 
 
 # Values no chart takes under `tests`: name -> (values, helm's error).

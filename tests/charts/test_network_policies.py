@@ -18,14 +18,18 @@ import yaml
 from tests.charts.conftest import (
     CHARTS_DIR,
     COMPONENTS,
+    EXPORTER_FLOWS,
     FLOWS,
     HelmError,
     all_containers,
     by_kind,
     client_rules,
+    exporter_rules,
     helm_test_pods,
     helm_test_rule,
     helm_test_rules,
+    is_exporter_object,
+    is_exporter_rule,
     one,
     pod_labels,
     render_chart,
@@ -83,10 +87,13 @@ def container_ports(workload: dict[str, Any]) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in ports}
 
 
-def ports_behind_services(objects: list[dict[str, Any]]) -> list[int]:
-    """The numeric pod ports the chart's Services target, in order, each once."""
+def ports_behind_services(objects: list[dict[str, Any]], exporter: bool = False) -> list[int]:
+    """The numeric pod ports the chart's Services target, in order, each once: the main
+    server's, or with ``exporter`` its exporter's (EXPORTER_FLOWS)."""
     found: list[int] = []
     for service in by_kind(objects, "Service"):
+        if is_exporter_object(service) != exporter:
+            continue
         behind = pods_behind(objects, service)
         assert behind, f"Service {service['metadata']['name']} selects no pod"
         for port in service["spec"]["ports"]:
@@ -140,6 +147,25 @@ def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str)
     assert set(clients) == FLOWS[chart]
     assert len(clients) == len(FLOWS[chart]), "each client once"
     assert helm_test_rules(found) == [expected_test_rule(chart, objects)], "the last rule"
+    # An exporter's scrapers: a rule of their own on its port only, before the test pod's.
+    if chart in EXPORTER_FLOWS:
+        port, scrapers = EXPORTER_FLOWS[chart]
+        assert ports_behind_services(objects, exporter=True) == [port]
+        names = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text())["exporter"][
+            "networkPolicy"
+        ]["allowedClients"]
+        assert set(names) == scrapers
+        assert exporter_rules(found) == [
+            {"from": [peer(name) for name in names], "ports": [{"port": port, "protocol": "TCP"}]}
+        ]
+        assert port in {p for w in selected for p in container_ports(w).values()}
+    else:
+        assert exporter_rules(found) == []
+    assert spec["ingress"] == [
+        *client_rules(found),
+        *exporter_rules(found),
+        *helm_test_rules(found),
+    ]
     if not clients:
         assert client_rules(found) == [], "no in-cluster client: port-forward or extraFrom"
         return
@@ -170,11 +196,14 @@ def test_policy_can_be_turned_off(chart: str) -> None:
 @per_chart
 def test_no_client_admits_nothing_in_cluster(chart: str) -> None:
     nobody = {"networkPolicy": {"allowedClients": []}, "tests": {"enabled": False}}
-    assert policy(chart, nobody)["spec"]["ingress"] == []
+    # An exporter's scrapers are its own list (test_streamlit.py empties it too).
+    ingress = policy(chart, nobody)["spec"]["ingress"]
+    assert [rule for rule in ingress if not is_exporter_rule(rule)] == []
     # With the `helm test` pod: its rule alone.
     objects = render_chart(chart, {"networkPolicy": {"allowedClients": []}})
     found = one(objects, "NetworkPolicy", chart)
-    assert found["spec"]["ingress"] == [expected_test_rule(chart, objects)]
+    ingress = [rule for rule in found["spec"]["ingress"] if not is_exporter_rule(rule)]
+    assert ingress == [expected_test_rule(chart, objects)]
 
 
 @per_chart

@@ -236,3 +236,182 @@ def test_helm_test_gets_streamlit_health_through_the_service() -> None:
     browser's port-forward or an ingress reaches the UI."""
     command = helm_test_command(render_chart(CHART))
     assert command == ["mlops", "check", "http", "http://streamlit:8501/_stcore/health"]
+
+
+# --- the ML loop's metrics exporter (templates/exporter-*.yaml) ----------------------------------
+# A second server of the chart: `mlops serve exporter` on streamlit-exporter:9188, the same image,
+# read-only user and security contexts as the UI; the prometheus chart scrapes it (scrape.loop).
+
+EXPORTER = "streamlit-exporter"
+
+
+def exporter_deployment(values: dict | None = None) -> dict[str, Any]:
+    return one(objects(values), "Deployment", EXPORTER)
+
+
+def exporter_container(values: dict | None = None) -> dict[str, Any]:
+    (c,) = pod_spec(exporter_deployment(values))["containers"]
+    return c
+
+
+def test_exporter_runs_mlops_serve_exporter_from_the_platform_image() -> None:
+    c = exporter_container()
+    assert c["command"] == ["mlops"]
+    assert c["args"] == ["serve", "exporter", "--host", "0.0.0.0", "--port", "9188"]
+    assert (c["image"], c["imagePullPolicy"]) == ("mlops/platform:0.1.0", "IfNotPresent")
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9188, "protocol": "TCP"}]
+    assert exporter_deployment()["spec"]["replicas"] == 1
+
+
+def test_each_service_selects_its_own_server_only() -> None:
+    """Both servers share name and instance (the NetworkPolicy selects both); the component
+    label keeps a browser off the exporter and Prometheus off the UI."""
+    rendered = objects()
+    ui, exporter = one(rendered, "Service", CHART), one(rendered, "Service", EXPORTER)
+    assert exporter["spec"]["ports"] == [
+        {"name": "metrics", "port": 9188, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert exporter["spec"]["type"] == "ClusterIP"
+    for service, server, other in (
+        (ui, deployment(), exporter_deployment()),
+        (exporter, exporter_deployment(), deployment()),
+    ):
+        selector = service["spec"]["selector"].items()
+        assert selector <= pod_labels(server).items()
+        assert not selector <= pod_labels(other).items(), service["metadata"]["name"]
+        assert server["spec"]["selector"]["matchLabels"].items() <= pod_labels(server).items()
+        assert not server["spec"]["selector"]["matchLabels"].items() <= pod_labels(other).items()
+    assert pod_labels(exporter_deployment())["app.kubernetes.io/name"] == CHART
+
+
+def test_exporter_probes_get_metrics() -> None:
+    c = exporter_container()
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    # Both stores unreachable: two libpq connect timeouts, within the liveness probe's timeout.
+    timeout = int(env_of(c)["PGCONNECT_TIMEOUT"]["value"])
+    assert 2 * timeout < c["livenessProbe"]["timeoutSeconds"]
+    assert 2 * timeout < c["readinessProbe"]["timeoutSeconds"]
+
+
+def test_exporter_reads_the_stores_as_the_read_only_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = env_of(exporter_container())
+    ui_env = env_of(container())
+    for name in ("DB_USER", "DB_PASSWORD", "MLOPS_RAW_DB_URL", "MLOPS_CLEAN_DB_URL"):
+        assert env[name] == ui_env[name], name
+    settings = settings_of(env, monkeypatch)
+    assert settings.exporter_cache_s == 10
+    assert settings.raw_db_url.path == "/rawdata"
+    assert settings.clean_db_url.path == "/cleandata"
+    assert settings.raw_db_url.hosts()[0]["username"] == "secret-db-user"
+    for name, item in env.items():
+        if re.search(r"PASSWORD|TOKEN|SECRET", name):
+            assert "value" not in item, f"{name} must come from a Secret"
+    assert "MLOPS_API_TOKEN" not in env
+
+
+def test_exporter_values_reach_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "exporter": {
+            "port": 9300,
+            "cacheSeconds": 30,
+            "extraEnv": [{"name": "MLOPS_LOG_LEVEL", "value": "DEBUG"}],
+        },
+        "database": {"host": "pg.example.org"},
+    }
+    c = exporter_container(values)
+    assert c["args"][-2:] == ["--port", "9300"]
+    assert c["ports"][0]["containerPort"] == 9300
+    env = env_of(c)
+    assert env["MLOPS_LOG_LEVEL"]["value"] == "DEBUG"
+    settings = settings_of(env, monkeypatch)
+    assert settings.exporter_cache_s == 30
+    assert settings.raw_db_url.hosts()[0]["host"] == "pg.example.org"
+    service = one(objects(values), "Service", EXPORTER)
+    assert service["spec"]["ports"][0]["port"] == 9300
+
+
+def test_exporter_is_hardened_like_the_ui() -> None:
+    exporter, ui = pod_spec(exporter_deployment()), pod_spec(deployment())
+    assert exporter["securityContext"] == ui["securityContext"]
+    assert exporter["securityContext"]["runAsUser"] == 10001
+    assert exporter["automountServiceAccountToken"] is False
+    assert exporter["enableServiceLinks"] is False
+    c = exporter_container()
+    assert c["securityContext"] == container()["securityContext"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    volumes = {v["name"]: v for v in exporter["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert env_of(c)["TMPDIR"]["value"] == "/tmp"
+    resources = c["resources"]
+    assert resources["requests"] == {"cpu": "50m", "memory": "128Mi"}
+    assert resources["limits"]["memory"] == "256Mi"
+
+
+def _scrape_rules(values: dict | None = None) -> list[dict[str, Any]]:
+    policy = one(objects(values), "NetworkPolicy", CHART)
+    return [r for r in policy["spec"]["ingress"] if {p["port"] for p in r["ports"]} == {9188}]
+
+
+def test_network_policy_admits_prometheus_on_the_exporter_port_only() -> None:
+    policy = one(objects(), "NetworkPolicy", CHART)
+    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    rules = [r for r in policy["spec"]["ingress"] if prometheus in r["from"]]
+    assert rules == [{"from": [prometheus], "ports": [{"port": 9188, "protocol": "TCP"}]}]
+    # Nobody else reaches the exporter; Prometheus reaches nothing else (the UI has no client).
+    assert _scrape_rules() == rules
+    ui_clients = {"networkPolicy": {"allowedClients": ["ingress"]}}
+    ui_rule, scrape_rule, _test = one(objects(ui_clients), "NetworkPolicy")["spec"]["ingress"]
+    assert ui_rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
+    assert scrape_rule == rules[0]
+
+
+def test_network_policy_exporter_rule_follows_its_values() -> None:
+    moved = {
+        "exporter": {
+            "port": 9300,
+            "networkPolicy": {"extraFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+        }
+    }
+    policy = one(objects(moved), "NetworkPolicy", CHART)
+    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    assert policy["spec"]["ingress"][0] == {
+        "from": [prometheus, {"ipBlock": {"cidr": "10.0.0.0/8"}}],
+        "ports": [{"port": 9300, "protocol": "TCP"}],
+    }
+    nobody = {
+        "exporter": {"networkPolicy": {"allowedClients": []}},
+        "tests": {"enabled": False},
+    }
+    assert one(objects(nobody), "NetworkPolicy", CHART)["spec"]["ingress"] == []
+
+
+def test_exporter_can_be_turned_off() -> None:
+    off = objects({"exporter": {"enabled": False}})
+    names = {(o["kind"], o["metadata"]["name"]) for o in off}
+    assert ("Deployment", EXPORTER) not in names
+    assert ("Service", EXPORTER) not in names
+    assert _scrape_rules({"exporter": {"enabled": False}}) == []
+    assert ("Deployment", CHART) in names
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"exporter": {"colour": "blue"}}, "additional properties 'colour' not allowed"),
+        ({"exporter": {"port": "9188"}}, r"/exporter/port.*got string, want integer"),
+        ({"exporter": {"port": 80}}, r"/exporter/port"),
+        ({"exporter": {"cacheSeconds": -1}}, r"/exporter/cacheSeconds"),
+        ({"exporter": {"resources": {"limits": None}}}, r"/exporter/resources.*limits"),
+        (
+            {"exporter": {"networkPolicy": {"allowedClients": ["Prom etheus"]}}},
+            r"/exporter/networkPolicy/allowedClients/0",
+        ),
+        ({"exporter": {"livenessProbe": {"periodSecond": 5}}}, "'periodSecond' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_exporter_values(values: dict, message: str) -> None:
+    with pytest.raises(HelmError, match=message):
+        objects(values)

@@ -56,6 +56,49 @@ app.kubernetes.io/name: {{ include "streamlit.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+The UI and the loop exporter are two servers of one release: each Deployment and Service selects
+its own pods by app.kubernetes.io/component on top of the shared selector labels, so the UI's
+Service never sends a browser to the exporter. The NetworkPolicy selects both (shared labels).
+*/}}
+{{- define "streamlit.uiSelectorLabels" -}}
+{{ include "streamlit.selectorLabels" . }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "streamlit.exporterSelectorLabels" -}}
+{{ include "streamlit.selectorLabels" . }}
+app.kubernetes.io/component: exporter
+{{- end }}
+
+{{/* The exporter's Deployment and Service: <fullname>-exporter (Prometheus' scrape target). */}}
+{{- define "streamlit.exporterFullname" -}}
+{{- printf "%s-exporter" (include "streamlit.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Environment both servers read the stores with: the read-only `reader` role of the Secret,
+and the two database URLs built from it ($(VAR) is expanded by Kubernetes, so the password never
+appears in the spec). */}}
+{{- define "streamlit.databaseEnv" -}}
+{{- $db := .Values.database -}}
+# The read-only `reader` role: the pod can show everything and change nothing.
+- name: DB_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.existingSecret }}
+      key: {{ .Values.auth.dbUsernameKey }}
+- name: DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.existingSecret }}
+      key: {{ .Values.auth.dbPasswordKey }}
+# Kubernetes expands $(VAR) from the variables above; the password never appears in the spec.
+- name: MLOPS_RAW_DB_URL
+  value: {{ printf "%s://$(DB_USER):$(DB_PASSWORD)@%s:%d/%s" $db.driver $db.host (int $db.port) $db.rawName | quote }}
+- name: MLOPS_CLEAN_DB_URL
+  value: {{ printf "%s://$(DB_USER):$(DB_PASSWORD)@%s:%d/%s" $db.driver $db.host (int $db.port) $db.cleanName | quote }}
+{{- end }}
+
 {{/* image reference from an image block {repository, tag}. */}}
 {{- define "streamlit.image" -}}
 {{- printf "%s:%s" .repository .tag }}
