@@ -1,6 +1,7 @@
-"""Every PromQL expression of the alert rules and the provisioned dashboards parses (Prometheus'
-own promtool) and uses only the metric names the inference API exposes (docs/metrics.md, plus
-`up` and the histogram series suffixes)."""
+"""Every PromQL expression of the alert rules (every rule file of the prometheus chart) and the
+provisioned dashboards parses (Prometheus' own promtool) and uses only the metric names the
+platform exposes (docs/metrics.md: the inference API's and the ML loop exporter's, plus `up` and
+the histogram series suffixes)."""
 
 from __future__ import annotations
 
@@ -65,13 +66,32 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+# The rule files of the chart's defaults (its ConfigMap's `*.yml` keys but prometheus.yml).
+RULE_FILES = ["mlops-api.yml", "mlops-loop.yml"]
+
+
+def rule_files_of(objects: list[dict]) -> dict[str, str]:
+    """A render's rule files: file name -> text."""
+    data = one(objects, "ConfigMap")["data"]
+    return {
+        name: text
+        for name, text in sorted(data.items())
+        if name.endswith(".yml") and name != "prometheus.yml"
+    }
+
+
+def default_rule_files() -> dict[str, str]:
+    """The rule files of the default values: file name -> text."""
+    return rule_files_of(render_chart("prometheus"))
+
+
 def rule_files() -> dict[str, str]:
-    """The rendered rule file for the default values and every ci/*.yaml that keeps alerts."""
-    files = {"defaults": one(render_chart("prometheus"), "ConfigMap")["data"]["mlops-api.yml"]}
+    """Every rendered rule file, as `<case>/<file>`: the default values and every ci/*.yaml that
+    keeps alerts."""
+    files = {f"defaults/{name}": text for name, text in default_rule_files().items()}
     for path in ci_value_files("prometheus"):
-        data = one(render_files("prometheus", [path]), "ConfigMap")["data"]
-        if "mlops-api.yml" in data:
-            files[path.stem] = data["mlops-api.yml"]
+        rendered = rule_files_of(render_files("prometheus", [path]))
+        files |= {f"{path.stem}/{name}": text for name, text in rendered.items()}
     return files
 
 
@@ -106,6 +126,8 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_there_is_something_to_check() -> None:
+    assert sorted(default_rule_files()) == RULE_FILES
+    assert {case.split("/")[1] for case in rule_files()} == set(RULE_FILES)
     assert len(alert_expressions()) >= 5
     assert len(dashboard_expressions()) >= 10
 
@@ -137,7 +159,8 @@ def test_scrape_config_passes_promtool(tmp_path: Path) -> None:
     )["data"]
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "mlops-api.yml").write_text(data["mlops-api.yml"])
+    for name in RULE_FILES:
+        (rules / name).write_text(data[name])
     config = tmp_path / "prometheus.yml"
     config.write_text(data["prometheus.yml"].replace("/etc/prometheus/rules", str(rules)))
     result = promtool("check", "config", str(config))
@@ -165,3 +188,5 @@ def test_the_metric_check_catches_unknown_and_bare_histogram_names() -> None:
     assert metric_names("rate(mlops_api_request_latency_seconds_bucket[5m])") - allowed
     assert metric_names("mlops_api_request_duration_seconds") - allowed  # not a series
     assert not metric_names("sum(up{job='fastapi'})") - allowed
+    assert not metric_names("mlops_loop_drifted_features > 0") - allowed
+    assert metric_names("mlops_loop_drifted_feature > 0") - allowed
