@@ -17,10 +17,12 @@ import httpx
 import pytest
 
 from tests.charts.conftest import (
+    CHARTS_DIR,
     REPO,
     HelmError,
     by_kind,
     env_of,
+    helm,
     helm_test_command,
     one,
     pod_labels,
@@ -415,3 +417,17 @@ def test_exporter_can_be_turned_off() -> None:
 def test_schema_rejects_bad_exporter_values(values: dict, message: str) -> None:
     with pytest.raises(HelmError, match=message):
         objects(values)
+
+
+def test_notes_say_where_the_loop_metrics_are() -> None:
+    def notes(*args: str) -> str:
+        out = helm(
+            "install", CHART, str(CHARTS_DIR / CHART), "-n", "mlops", "--dry-run=client", *args
+        )
+        return out.split("NOTES:", 1)[1]
+
+    text = notes()
+    assert "http://streamlit-exporter:9188/metrics" in text
+    assert "kubectl port-forward svc/streamlit-exporter 9188:9188 -n mlops" in text
+    assert "pods named prometheus reach the exporter's port 9188 only" in text
+    assert "streamlit-exporter" not in notes("--set", "exporter.enabled=false")
