@@ -62,7 +62,7 @@ SERVICES = {
 # -> the app.kubernetes.io/name of the client pods its NetworkPolicy admits. `airflow <- airflow`:
 # workers call the api-server's execution API, the api-server reads task logs from the others.
 FLOWS: dict[str, set[str]] = {
-    "postgres": {"airflow", "mlflow", "fastapi", "streamlit"},
+    "postgres": {"airflow", "mlflow", "fastapi", "streamlit", "streamlit-exporter"},
     "redis": {"airflow"},
     "minio": {"mlflow", "minio"},
     "mlflow": {"airflow", "fastapi", "streamlit"},
@@ -84,15 +84,19 @@ TEST_COMPONENT = "test"
 
 # A chart's second server, on a port of its own with clients of its own (charts/README.md's flows
 # table): the streamlit chart's loop exporter (`mlops serve exporter`), scraped by Prometheus. Its
-# rule in the chart's one policy comes after the clients' and before the `helm test` pod's. FLOWS
-# lists the chart's main server only: compare client_rules() with FLOWS, exporter_rules() with
-# EXPORTER_FLOWS (chart -> (pod port, client names)).
+# pods carry an app.kubernetes.io/name of their own, EXPORTER_NAMES[chart] (so the chart's main
+# Service and Deployment, whose selectors predate it, never take them), and a NetworkPolicy of
+# their own by that name admits its scrapers on its port only (no `helm test` rule: the test pod
+# calls the main server). FLOWS lists the main servers only: compare client_rules() with FLOWS,
+# exporter_rules() with EXPORTER_FLOWS (chart -> (pod port, client names)).
 EXPORTER_FLOWS: dict[str, tuple[int, set[str]]] = {"streamlit": (9188, {"prometheus"})}
+EXPORTER_NAMES = {"streamlit": "streamlit-exporter"}
 EXPORTER_PORTS = {port for port, _ in EXPORTER_FLOWS.values()}
 
 
 def is_exporter_object(obj: dict[str, Any]) -> bool:
-    """An exporter's Deployment or Service (EXPORTER_FLOWS), labelled component=exporter."""
+    """An exporter's Deployment, Service or NetworkPolicy (EXPORTER_FLOWS), labelled
+    component=exporter."""
     labels = obj["metadata"].get("labels", {})
     return labels.get("app.kubernetes.io/component") == "exporter"
 

@@ -27,13 +27,11 @@ from tests.charts.conftest import (
     HelmError,
     by_kind,
     client_rules,
-    exporter_rules,
     helm_test_command,
     helm_test_pods,
     helm_test_rule,
     helm_test_rules,
     is_exporter_object,
-    is_exporter_rule,
     one,
     pod_labels,
     pod_spec,
@@ -90,7 +88,7 @@ POD_PORT = {
 # The clients the policy admits by default, in the order of the chart's values (a rule before the
 # test pod's); none for Grafana and the UI (port-forward).
 DEFAULT_CLIENTS = {
-    "postgres": ["airflow", "mlflow", "fastapi", "streamlit"],
+    "postgres": ["airflow", "mlflow", "fastapi", "streamlit", "streamlit-exporter"],
     "redis": ["airflow"],
     "minio": ["mlflow", "minio"],
     "mlflow": ["airflow", "fastapi", "streamlit"],
@@ -180,6 +178,13 @@ def fullname_of(chart: str, install: str) -> str:
 def render(chart: str, install: str, values: dict[str, Any] | None = None) -> list[dict]:
     renamed = RENAMED[chart] if install == "umbrella" else {}
     return render_chart(chart, {**renamed, **(values or {})}, release=release_of(chart, install))
+
+
+def main_policy(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The NetworkPolicy of the chart's main server (not an exporter's: conftest
+    EXPORTER_FLOWS)."""
+    (policy,) = [p for p in by_kind(objects, "NetworkPolicy") if not is_exporter_object(p)]
+    return policy
 
 
 def served(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -316,13 +321,13 @@ def test_network_policy_admits_the_helm_test_pod_on_the_port_it_calls(
     values = {} if clients is None else {"networkPolicy": {"allowedClients": clients}}
     objects = render(chart, install, values)
     pod, (service, server) = the_test_pod(objects), served(objects)
-    policy = one(objects, "NetworkPolicy")
+    policy = main_policy(objects)
     # A policy matches the pod's port, after the Service's translation.
     target = service["spec"]["ports"][0]["targetPort"]
     ports = {p["name"]: p["containerPort"] for p in pod_spec(server)["containers"][0]["ports"]}
     assert ports[target] == POD_PORT[chart]
     rule = helm_test_rule(chart, [POD_PORT[chart]], release=release_of(chart, install))
-    assert policy["spec"]["ingress"] == [*client_rules(policy), *exporter_rules(policy), rule]
+    assert policy["spec"]["ingress"] == [*client_rules(policy), rule]
     admitted = DEFAULT_CLIENTS[chart] if clients is None else clients
     peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": n}}} for n in admitted]
     assert [peer for r in client_rules(policy) for peer in r["from"]] == peers
@@ -338,13 +343,12 @@ def test_tests_disabled_render_no_pod_and_no_extra_peer(chart: str) -> None:
     assert by_kind(off, "Pod") == []
     policy = one(off, "NetworkPolicy", chart)
     assert helm_test_rules(policy) == []
-    kept = one(on, "NetworkPolicy")
-    assert policy["spec"]["ingress"] == [*client_rules(kept), *exporter_rules(kept)]
-    rest = [o for o in on if o["kind"] not in {"Pod", "NetworkPolicy"}]
-    assert rest == [o for o in off if o["kind"] != "NetworkPolicy"]
+    assert policy["spec"]["ingress"] == client_rules(main_policy(on))
+    # An exporter's policy (conftest.EXPORTER_NAMES) has no test rule either way.
+    rest = [o for o in on if o["kind"] != "Pod" and o is not main_policy(on)]
+    assert rest == [o for o in off if o is not policy]
     nobody = {"tests": {"enabled": False}, "networkPolicy": {"allowedClients": []}}
-    ingress = one(render_chart(chart, nobody), "NetworkPolicy")["spec"]["ingress"]
-    assert [rule for rule in ingress if not is_exporter_rule(rule)] == []
+    assert main_policy(render_chart(chart, nobody))["spec"]["ingress"] == []
 
 
 # Values no chart takes under `tests`: name -> (values, helm's error).

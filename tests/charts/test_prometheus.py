@@ -160,20 +160,21 @@ def test_loop_exporter_is_a_static_target_of_its_own_job() -> None:
 
 def test_loop_target_is_the_streamlit_charts_exporter() -> None:
     """The default target is the Service and port the streamlit chart renders, and that chart's
-    NetworkPolicy admits this chart's pods on it."""
+    exporter's NetworkPolicy admits this chart's pods on it (the UI's admits them nowhere)."""
     streamlit = render_chart("streamlit")
     service = one(streamlit, "Service", "streamlit-exporter")
     (target,) = loop_job(config())["static_configs"][0]["targets"]
     assert target == f"streamlit-exporter:{service['spec']['ports'][0]['port']}"
     server = one(render_chart("prometheus"), "Deployment")
     name = server["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
-    policy = one(streamlit, "NetworkPolicy", "streamlit")
-    admitted = [
-        rule
-        for rule in policy["spec"]["ingress"]
-        if {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}} in rule["from"]
-    ]
-    assert [rule["ports"] for rule in admitted] == [[{"port": 9188, "protocol": "TCP"}]]
+    peer = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+    def admitted(policy: str) -> list[Any]:
+        ingress = one(streamlit, "NetworkPolicy", policy)["spec"]["ingress"]
+        return [rule["ports"] for rule in ingress if peer in rule["from"]]
+
+    assert admitted("streamlit-exporter") == [[{"port": 9188, "protocol": "TCP"}]]
+    assert admitted("streamlit") == []
 
 
 def test_loop_alert_rules_cover_the_issue() -> None:

@@ -30,6 +30,7 @@ from tests.charts.conftest import (
     readme_secret_keys,
     render_chart,
     settings_of,
+    workloads,
 )
 
 CHART = "streamlit"
@@ -266,8 +267,9 @@ def test_exporter_runs_mlops_serve_exporter_from_the_platform_image() -> None:
 
 
 def test_each_service_selects_its_own_server_only() -> None:
-    """Both servers share name and instance (the NetworkPolicy selects both); the component
-    label keeps a browser off the exporter and Prometheus off the UI."""
+    """The exporter's pods are app.kubernetes.io/name streamlit-exporter: the UI's Service and
+    Deployment (selectors unchanged, below) never take them, and the exporter's never take the
+    UI's."""
     rendered = objects()
     ui, exporter = one(rendered, "Service", CHART), one(rendered, "Service", EXPORTER)
     assert exporter["spec"]["ports"] == [
@@ -283,7 +285,60 @@ def test_each_service_selects_its_own_server_only() -> None:
         assert not selector <= pod_labels(other).items(), service["metadata"]["name"]
         assert server["spec"]["selector"]["matchLabels"].items() <= pod_labels(server).items()
         assert not server["spec"]["selector"]["matchLabels"].items() <= pod_labels(other).items()
-    assert pod_labels(exporter_deployment())["app.kubernetes.io/name"] == CHART
+    assert pod_labels(exporter_deployment())["app.kubernetes.io/name"] == EXPORTER
+    assert pod_labels(deployment())["app.kubernetes.io/name"] == CHART
+
+
+# The UI's selector as released before the exporter (main at 681e0bb): a Deployment's selector is
+# immutable, so `helm upgrade` of an existing release fails if it changes. Release -> labels.
+RELEASED_UI_SELECTOR = {
+    "streamlit": {"app.kubernetes.io/name": "streamlit", "app.kubernetes.io/instance": "streamlit"},
+    "ml": {"app.kubernetes.io/name": "streamlit", "app.kubernetes.io/instance": "ml"},
+}
+
+
+@pytest.mark.parametrize("release", sorted(RELEASED_UI_SELECTOR))
+def test_ui_selectors_are_the_released_ones(release: str) -> None:
+    rendered = render_chart(CHART, release=release)
+    (ui,) = [d for d in by_kind(rendered, "Deployment") if "exporter" not in d["metadata"]["name"]]
+    assert ui["spec"]["selector"] == {"matchLabels": RELEASED_UI_SELECTOR[release]}
+    (service,) = [
+        s for s in by_kind(rendered, "Service") if "exporter" not in s["metadata"]["name"]
+    ]
+    assert service["spec"]["selector"] == RELEASED_UI_SELECTOR[release]
+
+
+def test_umbrella_ui_selectors_are_the_released_ones() -> None:
+    rendered = render_chart("mlops")
+    released = {"app.kubernetes.io/name": "streamlit", "app.kubernetes.io/instance": "mlops"}
+    assert one(rendered, "Deployment", CHART)["spec"]["selector"] == {"matchLabels": released}
+    assert one(rendered, "Service", CHART)["spec"]["selector"] == released
+
+
+@pytest.mark.parametrize("umbrella", [False, True], ids=["chart", "umbrella"])
+def test_no_selector_takes_another_deployments_pods(umbrella: bool) -> None:
+    """Each Service and Deployment of the chart selects the pods of one Deployment, its own —
+    also in the umbrella, where every chart shares the release name."""
+    rendered = render_chart("mlops") if umbrella else objects()
+    ours = [
+        o
+        for o in rendered
+        if o["kind"] in {"Deployment", "Service"} and o["metadata"]["labels"]["app"] == CHART
+    ]
+    deployments = [o for o in ours if o["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == {CHART, EXPORTER}
+    own = {CHART: CHART, EXPORTER: EXPORTER}
+    for obj in ours:
+        selector = obj["spec"]["selector"]
+        selector = (
+            selector.get("matchLabels", selector) if obj["kind"] == "Deployment" else selector
+        )
+        taken = [
+            w["metadata"]["name"]
+            for w in workloads(rendered)
+            if selector.items() <= pod_labels(w).items()
+        ]
+        assert taken == [own[obj["metadata"]["name"]]], f"{obj['kind']}/{obj['metadata']['name']}"
 
 
 def test_exporter_probes_get_metrics() -> None:
@@ -353,21 +408,43 @@ def test_exporter_is_hardened_like_the_ui() -> None:
 
 
 def _scrape_rules(values: dict | None = None) -> list[dict[str, Any]]:
-    policy = one(objects(values), "NetworkPolicy", CHART)
-    return [r for r in policy["spec"]["ingress"] if {p["port"] for p in r["ports"]} == {9188}]
+    """The rules of all the chart's policies that admit anyone on 9188."""
+    policies = by_kind(objects(values), "NetworkPolicy")
+    return [
+        r
+        for p in policies
+        for r in p["spec"]["ingress"]
+        if {port["port"] for port in r["ports"]} == {9188}
+    ]
+
+
+PROMETHEUS = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
 
 
 def test_network_policy_admits_prometheus_on_the_exporter_port_only() -> None:
-    policy = one(objects(), "NetworkPolicy", CHART)
-    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
-    rules = [r for r in policy["spec"]["ingress"] if prometheus in r["from"]]
-    assert rules == [{"from": [prometheus], "ports": [{"port": 9188, "protocol": "TCP"}]}]
-    # Nobody else reaches the exporter; Prometheus reaches nothing else (the UI has no client).
-    assert _scrape_rules() == rules
+    """The exporter's own policy selects its pods only and admits Prometheus on 9188; the UI's
+    policy is as before the exporter and admits Prometheus nowhere."""
+    rendered = objects()
+    exporter = one(rendered, "NetworkPolicy", EXPORTER)
+    assert (
+        exporter["spec"]["podSelector"]["matchLabels"]
+        == (exporter_deployment()["spec"]["selector"]["matchLabels"])
+    )
+    rule = {"from": [PROMETHEUS], "ports": [{"port": 9188, "protocol": "TCP"}]}
+    assert exporter["spec"]["ingress"] == [rule]
+    assert _scrape_rules() == [rule]
+    ui = one(rendered, "NetworkPolicy", CHART)
+    assert (
+        ui["spec"]["podSelector"]["matchLabels"] == deployment()["spec"]["selector"]["matchLabels"]
+    )
+    assert not ui["spec"]["podSelector"]["matchLabels"].items() <= (
+        pod_labels(exporter_deployment()).items()
+    )
+    assert all(PROMETHEUS not in r["from"] for r in ui["spec"]["ingress"])
     ui_clients = {"networkPolicy": {"allowedClients": ["ingress"]}}
-    ui_rule, scrape_rule, _test = one(objects(ui_clients), "NetworkPolicy")["spec"]["ingress"]
+    ui_rule, _test = one(objects(ui_clients), "NetworkPolicy", CHART)["spec"]["ingress"]
     assert ui_rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
-    assert scrape_rule == rules[0]
+    assert one(objects(ui_clients), "NetworkPolicy", EXPORTER)["spec"]["ingress"] == [rule]
 
 
 def test_network_policy_exporter_rule_follows_its_values() -> None:
@@ -377,17 +454,17 @@ def test_network_policy_exporter_rule_follows_its_values() -> None:
             "networkPolicy": {"extraFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
         }
     }
-    policy = one(objects(moved), "NetworkPolicy", CHART)
-    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
-    assert policy["spec"]["ingress"][0] == {
-        "from": [prometheus, {"ipBlock": {"cidr": "10.0.0.0/8"}}],
-        "ports": [{"port": 9300, "protocol": "TCP"}],
-    }
-    nobody = {
-        "exporter": {"networkPolicy": {"allowedClients": []}},
-        "tests": {"enabled": False},
-    }
-    assert one(objects(nobody), "NetworkPolicy", CHART)["spec"]["ingress"] == []
+    policy = one(objects(moved), "NetworkPolicy", EXPORTER)
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [PROMETHEUS, {"ipBlock": {"cidr": "10.0.0.0/8"}}],
+            "ports": [{"port": 9300, "protocol": "TCP"}],
+        }
+    ]
+    nobody = {"exporter": {"networkPolicy": {"allowedClients": []}}}
+    assert one(objects(nobody), "NetworkPolicy", EXPORTER)["spec"]["ingress"] == []
+    off = {"networkPolicy": {"enabled": False}}
+    assert by_kind(objects(off), "NetworkPolicy") == []
 
 
 def test_exporter_can_be_turned_off() -> None:
@@ -396,6 +473,7 @@ def test_exporter_can_be_turned_off() -> None:
     assert ("Deployment", EXPORTER) not in names
     assert ("Service", EXPORTER) not in names
     assert _scrape_rules({"exporter": {"enabled": False}}) == []
+    assert ("NetworkPolicy", EXPORTER) not in names
     assert ("Deployment", CHART) in names
 
 

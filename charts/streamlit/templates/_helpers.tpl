@@ -57,21 +57,38 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The UI and the loop exporter are two servers of one release: each Deployment and Service selects
-its own pods by app.kubernetes.io/component on top of the shared selector labels, so the UI's
-Service never sends a browser to the exporter. The NetworkPolicy selects both (shared labels).
+The loop exporter is a second server of the release with labels of its own: its
+app.kubernetes.io/name is <name>-exporter, so the UI's Deployment and Service (which select
+streamlit.selectorLabels, unchanged since before the exporter: a Deployment's selector is
+immutable, and `helm upgrade` of an older release must keep working) never take its pods, and its
+own selector never takes the UI's. Other charts' NetworkPolicies admit it by that name (postgres'
+allowedClients), and it has a NetworkPolicy of its own (templates/exporter-networkpolicy.yaml).
 */}}
-{{- define "streamlit.uiSelectorLabels" -}}
-{{ include "streamlit.selectorLabels" . }}
-app.kubernetes.io/component: ui
+{{- define "streamlit.exporterName" -}}
+{{- printf "%s-exporter" (include "streamlit.name" . | trunc 54 | trimSuffix "-") }}
 {{- end }}
 
 {{- define "streamlit.exporterSelectorLabels" -}}
-{{ include "streamlit.selectorLabels" . }}
-app.kubernetes.io/component: exporter
+app.kubernetes.io/name: {{ include "streamlit.exporterName" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* The exporter's Deployment and Service: <fullname>-exporter (Prometheus' scrape target). */}}
+{{/* The exporter's labels: the standard set with its own name (`app` stays the chart's, as the
+guide selects by it) and component exporter. */}}
+{{- define "streamlit.exporterLabels" -}}
+helm.sh/chart: {{ include "streamlit.chart" . }}
+{{ include "streamlit.exporterSelectorLabels" . }}
+app.kubernetes.io/component: exporter
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlops-platform
+app: {{ include "streamlit.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The exporter's Deployment, Service and NetworkPolicy: <fullname>-exporter (Prometheus' scrape target). */}}
 {{- define "streamlit.exporterFullname" -}}
 {{- printf "%s-exporter" (include "streamlit.fullname" . | trunc 54 | trimSuffix "-") }}
 {{- end }}
