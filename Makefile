@@ -151,6 +151,7 @@ define k8s_wait_package_3
 	$(KUBECTL) rollout status deployment/airflow-worker -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/fastapi -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/streamlit -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/streamlit-exporter -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/datasource -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) get pods -n $(NAMESPACE)
 endef

@@ -54,7 +54,7 @@ SERVICES = {
     "grafana": {"grafana": [3000]},
     "airflow": {"airflow-webserver": [8080]},
     "fastapi": {"fastapi": [8989]},
-    "streamlit": {"streamlit": [8501]},
+    "streamlit": {"streamlit": [8501], "streamlit-exporter": [9188]},
     "datasource": {"datasource": [80]},
 }
 
@@ -62,7 +62,7 @@ SERVICES = {
 # -> the app.kubernetes.io/name of the client pods its NetworkPolicy admits. `airflow <- airflow`:
 # workers call the api-server's execution API, the api-server reads task logs from the others.
 FLOWS: dict[str, set[str]] = {
-    "postgres": {"airflow", "mlflow", "fastapi", "streamlit"},
+    "postgres": {"airflow", "mlflow", "fastapi", "streamlit", "streamlit-exporter"},
     "redis": {"airflow"},
     "minio": {"mlflow", "minio"},
     "mlflow": {"airflow", "fastapi", "streamlit"},
@@ -80,6 +80,25 @@ FLOWS: dict[str, set[str]] = {
 # the umbrella gives every dependency one release name — on the port that pod calls. FLOWS does not
 # list it: compare client_rules() with FLOWS, and the rest with helm_test_rule().
 TEST_COMPONENT = "test"
+
+
+# A chart's second server, on a port of its own with clients of its own (charts/README.md's flows
+# table): the streamlit chart's loop exporter (`mlops serve exporter`), scraped by Prometheus. Its
+# pods carry an app.kubernetes.io/name of their own, EXPORTER_NAMES[chart] (so the chart's main
+# Service and Deployment, whose selectors predate it, never take them), and a NetworkPolicy of
+# their own by that name admits its scrapers on its port only (no `helm test` rule: the test pod
+# calls the main server). FLOWS lists the main servers only: compare client_rules() with FLOWS,
+# exporter_rules() with EXPORTER_FLOWS (chart -> (pod port, client names)).
+EXPORTER_FLOWS: dict[str, tuple[int, set[str]]] = {"streamlit": (9188, {"prometheus"})}
+EXPORTER_NAMES = {"streamlit": "streamlit-exporter"}
+EXPORTER_PORTS = {port for port, _ in EXPORTER_FLOWS.values()}
+
+
+def is_exporter_object(obj: dict[str, Any]) -> bool:
+    """An exporter's Deployment, Service or NetworkPolicy (EXPORTER_FLOWS), labelled
+    component=exporter."""
+    labels = obj["metadata"].get("labels", {})
+    return labels.get("app.kubernetes.io/component") == "exporter"
 
 
 def helm_test_peer(chart: str, release: str | None = None) -> dict[str, Any]:
@@ -110,9 +129,25 @@ def is_helm_test_rule(rule: dict[str, Any]) -> bool:
     )
 
 
+def is_exporter_rule(rule: dict[str, Any]) -> bool:
+    """Whether an ingress rule admits clients on an exporter's port only (EXPORTER_FLOWS)."""
+    ports = {port["port"] for port in rule.get("ports", [])}
+    return bool(ports) and ports <= EXPORTER_PORTS and not is_helm_test_rule(rule)
+
+
 def client_rules(policy: dict[str, Any]) -> list[dict[str, Any]]:
-    """A NetworkPolicy's ingress rules for its clients (FLOWS, extraFrom): all but `helm test`'s."""
-    return [rule for rule in policy["spec"].get("ingress", []) if not is_helm_test_rule(rule)]
+    """A NetworkPolicy's ingress rules for its clients (FLOWS, extraFrom): all but `helm test`'s
+    and an exporter's."""
+    return [
+        rule
+        for rule in policy["spec"].get("ingress", [])
+        if not is_helm_test_rule(rule) and not is_exporter_rule(rule)
+    ]
+
+
+def exporter_rules(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """A NetworkPolicy's ingress rules for an exporter's scrapers (EXPORTER_FLOWS)."""
+    return [rule for rule in policy["spec"].get("ingress", []) if is_exporter_rule(rule)]
 
 
 def helm_test_rules(policy: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """Alert rules that fire when they should and stay quiet otherwise: ``promtool test rules`` on
-the prometheus chart's rendered rule file, with input series written per case."""
+the prometheus chart's rendered rule files (mlops-api.yml, mlops-loop.yml), with input series
+written per case."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from tests.charts.conftest import require_tool
-from tests.charts.test_promql import rule_files
+from tests.charts.test_promql import RULE_FILES, default_rule_files
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Case:
 
 API = 'job="fastapi", instance="10.0.0.7:8989"'
 OTHER = 'job="other", instance="10.0.0.9:8989"'
+# The loop exporter: a static target (scrape.loop).
+LOOP = 'job="mlops-loop", instance="streamlit-exporter:9188"'
+LOOP_LABELS = {"job": "mlops-loop", "instance": "streamlit-exporter:9188"}
 
 
 CASES = [
@@ -170,15 +174,145 @@ CASES = [
         {'mlops_api_compiled_mismatch{job="other", instance="10.0.0.9:8989"}': "1x20"},
         fires=False,
     ),
+    # --- mlops-loop.yml: the ML loop exporter's metrics (docs/metrics.md, mlops_loop_*) ---
+    Case(
+        "MlopsLoopScrapeDown",
+        {f"up{{{LOOP}}}": "1 1 1 0x20"},
+        fires=True,
+        labels=LOOP_LABELS,
+        annotations={
+            "summary": "Prometheus cannot scrape the ML loop exporter (streamlit-exporter:9188)"
+        },
+    ),
+    Case("MlopsLoopScrapeDown", {f"up{{{LOOP}}}": "1x5 0x3 1x10"}, fires=False),  # a restart
+    Case(
+        "MlopsLoopTargetMissing",
+        {f"up{{{API}}}": "1x30"},
+        fires=True,
+        at="15m",
+        labels={"job": "mlops-loop"},
+    ),
+    Case("MlopsLoopTargetMissing", {f"up{{{LOOP}}}": "1x30"}, fires=False, at="15m"),
+    Case(
+        "MlopsLoopStoreUnreadable",
+        {
+            f'mlops_loop_store_up{{{LOOP}, store="raw"}}': "1 1 0x20",
+            f'mlops_loop_store_up{{{LOOP}, store="clean"}}': "1x22",
+        },
+        fires=True,
+        labels={**LOOP_LABELS, "store": "raw"},
+        annotations={
+            "summary": "The raw store cannot be read",
+            "description": "The exporter, as the read-only user, has failed to read the raw store"
+            " for 5 minutes: PostgreSQL is down or unreachable, or the reader role lost its"
+            " grants. The UI shows nothing new either.",
+        },
+    ),
+    Case(  # a two-minute database restart
+        "MlopsLoopStoreUnreadable",
+        {f'mlops_loop_store_up{{{LOOP}, store="raw"}}': "1x3 0x2 1x10"},
+        fires=False,
+    ),
+    Case(  # the last batch came at t=0, three hours ago: two hourly runs missed
+        "MlopsLoopNoNewData",
+        {f"mlops_loop_newest_batch_timestamp_seconds{{{LOOP}}}": "0x200"},
+        fires=True,
+        at="3h",
+        annotations={
+            "description": "The newest RAW batch is 3h 0m 0s old: the data source stopped"
+            " sending, or the data DAG is paused or failing."
+        },
+    ),
+    Case(  # one hourly run late (1h50m) is not yet two intervals
+        "MlopsLoopNoNewData",
+        {f"mlops_loop_newest_batch_timestamp_seconds{{{LOOP}}}": "0x200"},
+        fires=False,
+        at="110m",
+    ),
+    Case(  # a batch every hour, the newest at 3h
+        "MlopsLoopNoNewData",
+        {f"mlops_loop_newest_batch_timestamp_seconds{{{LOOP}}}": "0x59 3600x59 7200x59 10800x20"},
+        fires=False,
+        at="3h",
+    ),
+    Case(
+        "MlopsLoopHighRejectionShare",
+        {
+            f'mlops_loop_latest_batch_rows{{{LOOP}, stage="received"}}': "1000x20",
+            f'mlops_loop_latest_batch_rows{{{LOOP}, stage="cleaned"}}': "600x20",
+            f'mlops_loop_latest_batch_rows{{{LOOP}, stage="rejected"}}': "400x20",
+        },
+        fires=True,
+        labels=LOOP_LABELS,
+        annotations={
+            "description": "40% of its rows failed cleaning: mlops_loop_latest_batch_rejected_rows"
+            " says by which rule (a changed source format?)."
+        },
+    ),
+    Case(
+        "MlopsLoopHighRejectionShare",
+        {
+            f'mlops_loop_latest_batch_rows{{{LOOP}, stage="received"}}': "1000x20",
+            f'mlops_loop_latest_batch_rows{{{LOOP}, stage="cleaned"}}': "950x20",
+            f'mlops_loop_latest_batch_rows{{{LOOP}, stage="rejected"}}': "50x20",
+        },
+        fires=False,
+    ),
+    Case(
+        "MlopsLoopDriftDetected",
+        {f"mlops_loop_drifted_features{{{LOOP}}}": "0 0 3x20"},
+        fires=True,
+        labels=LOOP_LABELS,
+        annotations={"summary": "Drift at the newest decision: 3 features above the PSI threshold"},
+    ),
+    Case("MlopsLoopDriftDetected", {f"mlops_loop_drifted_features{{{LOOP}}}": "0x20"}, fires=False),
+    Case(  # three rejections in 40 minutes; the promoted count does not move
+        "MlopsLoopRepeatedRejections",
+        {
+            f'mlops_loop_decisions_total{{{LOOP}, outcome="rejected"}}': "5x10 6x10 7x10 8x10",
+            f'mlops_loop_decisions_total{{{LOOP}, outcome="promoted"}}': "2x43",
+        },
+        fires=True,
+        at="40m",
+        labels={**LOOP_LABELS, "outcome": "rejected"},
+        annotations={
+            "description": "About 3 rejected decisions (increase() extrapolates): the new data no"
+            " longer trains a better model. The model history (Streamlit) says why each lost."
+        },
+    ),
+    Case(  # three rejections, but a promotion among them
+        "MlopsLoopRepeatedRejections",
+        {
+            f'mlops_loop_decisions_total{{{LOOP}, outcome="rejected"}}': "5x10 6x10 7x10 8x10",
+            f'mlops_loop_decisions_total{{{LOOP}, outcome="promoted"}}': "2x20 3x23",
+        },
+        fires=False,
+        at="40m",
+    ),
+    Case(  # two rejections
+        "MlopsLoopRepeatedRejections",
+        {f'mlops_loop_decisions_total{{{LOOP}, outcome="rejected"}}': "5x15 6x15 7x13"},
+        fires=False,
+        at="40m",
+    ),
 ]
 
 
+def _rules() -> list[dict]:
+    """Every rule of the default rule files."""
+    return [
+        rule
+        for text in default_rule_files().values()
+        for group in yaml.safe_load(text)["groups"]
+        for rule in group["rules"]
+    ]
+
+
 def _rule(alert: str) -> dict:
-    groups = yaml.safe_load(rule_files()["defaults"])["groups"]
-    return next(r for g in groups for r in g["rules"] if r.get("alert") == alert)
+    return next(r for r in _rules() if r.get("alert") == alert)
 
 
-def _test_file(case: Case, rules: Path) -> dict:
+def _test_file(case: Case, rules: list[Path]) -> dict:
     rule = _rule(case.alert)
     expected = [
         {
@@ -187,7 +321,7 @@ def _test_file(case: Case, rules: Path) -> dict:
         }
     ]
     return {
-        "rule_files": [str(rules)],
+        "rule_files": [str(path) for path in rules],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -211,8 +345,10 @@ def _test_file(case: Case, rules: Path) -> dict:
     ids=[f"{c.alert}-{'fires' if c.fires else 'quiet'}-{i}" for i, c in enumerate(CASES)],
 )
 def test_alert_fires_only_when_it_should(case: Case, tmp_path: Path) -> None:
-    rules = tmp_path / "rules.yml"
-    rules.write_text(rule_files()["defaults"])
+    rules = []
+    for name, text in default_rule_files().items():
+        rules.append(tmp_path / name)
+        rules[-1].write_text(text)
     spec = tmp_path / "test.yml"
     spec.write_text(yaml.safe_dump(_test_file(case, rules)))
     result = subprocess.run(
@@ -233,8 +369,10 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
 
 
 def test_every_rule_has_a_case_that_fires_and_one_that_stays_quiet() -> None:
-    groups = yaml.safe_load(rule_files()["defaults"])["groups"]
-    alerts = {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
+    """Every rule of every rule file (RULE_FILES: the API's and the loop's)."""
+    assert sorted(default_rule_files()) == RULE_FILES
+    alerts = {rule["alert"] for rule in _rules() if "alert" in rule}
+    assert {"MlopsApiScrapeDown", "MlopsLoopNoNewData"} <= alerts
     covered = {(case.alert, case.fires) for case in CASES}
     missing = sorted(
         f"{alert} ({'fires' if fires else 'quiet'})"

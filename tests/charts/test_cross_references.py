@@ -12,11 +12,13 @@ import yaml
 from tests.charts.conftest import (
     CHARTS,
     COMPONENTS,
+    EXPORTER_NAMES,
     FLOWS,
     SERVICES,
     all_containers,
     by_kind,
     client_rules,
+    is_exporter_object,
     one,
     pod_labels,
     pod_spec,
@@ -193,10 +195,12 @@ def test_databases_and_bucket_agree_across_charts() -> None:
 
 def test_every_pod_carries_its_chart_name_for_network_policies() -> None:
     """Policies admit clients by app.kubernetes.io/name only: every pod of a chart (Job pods too,
-    e.g. minio's bucket Job, which its own server's policy admits as `minio`) carries it."""
+    e.g. minio's bucket Job, which its own server's policy admits as `minio`) carries it; an
+    exporter's pods carry their own (conftest.EXPORTER_NAMES), which postgres admits."""
     for chart, chart_objects in rendered().items():
         for workload in workloads(chart_objects):
-            assert pod_labels(workload)["app.kubernetes.io/name"] == chart, (
+            name = EXPORTER_NAMES[chart] if is_exporter_object(workload) else chart
+            assert pod_labels(workload)["app.kubernetes.io/name"] == name, (
                 f"{workload['kind']}/{workload['metadata']['name']}"
             )
 

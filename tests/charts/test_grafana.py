@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import promql_parser
 import pytest
 import yaml
 
@@ -17,15 +18,50 @@ from tests.charts.conftest import (
     pod_spec,
     render_chart,
 )
+from tests.charts.test_promql import GRAFANA_VARIABLES, dashboard_expressions, metric_names
+
+# The provisioned dashboards and their uids: links and bookmarks use the uid, so it never changes.
+# (A "Pipelines" dashboard for Airflow's metrics comes with them, on another branch.)
+UIDS = {"inference-api.json": "mlops-inference-api", "ml-loop.json": "mlops-ml-loop"}
+# Dashboard -> the prometheus chart's scrape job its `job` variable selects.
+JOBS = {"inference-api.json": "fastapi", "ml-loop.json": "loop"}
 
 
-def dashboard() -> dict:
+def dashboards() -> dict[str, dict]:
+    """The dashboards of the rendered ConfigMap: file name -> dashboard."""
     cm = one(render_chart("grafana"), "ConfigMap", "grafana-dashboards")
-    return json.loads(cm["data"]["inference-api.json"])
+    return {name: json.loads(text) for name, text in cm["data"].items()}
+
+
+def dashboard(name: str = "inference-api.json") -> dict:
+    return dashboards()[name]
 
 
 def exprs(dash: dict) -> list[str]:
     return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
+def job_matchers(expr: str) -> list[str | None]:
+    """The value each vector selector of a query matches `job` with (None: no job matcher)."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        if "job" not in variable:
+            expr = expr.replace(variable, value)
+    found: list[str | None] = []
+
+    def visit(node: object) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            jobs = [m.value for m in node.matchers.matchers if m.name == "job"]
+            found.append(jobs[0] if jobs else None)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def panels_by_title(dash: dict) -> dict[str, dict]:
+    titles = [p["title"] for p in dash["panels"]]
+    assert len(set(titles)) == len(titles), "panel titles are unique"
+    return {p["title"]: p for p in dash["panels"]}
 
 
 def test_datasource_points_at_the_prometheus_service() -> None:
@@ -34,8 +70,12 @@ def test_datasource_points_at_the_prometheus_service() -> None:
     assert source["url"] == "http://prometheus:9090"
     assert source["type"] == "prometheus"
     assert source["isDefault"] is True
-    uids = {t["datasource"]["uid"] for p in dashboard()["panels"] for t in p.get("targets", [])}
-    assert uids == {source["uid"]}
+    for name, dash in dashboards().items():
+        panels = [p for p in dash["panels"] if p["type"] != "row"]
+        uids = {p["datasource"]["uid"] for p in panels}
+        uids |= {t["datasource"]["uid"] for p in panels for t in p["targets"]}
+        assert uids == {source["uid"]}, name
+        assert {p["datasource"]["type"] for p in panels} == {"prometheus"}, name
 
 
 def test_dashboards_are_provisioned_from_a_configmap() -> None:
@@ -48,6 +88,28 @@ def test_dashboards_are_provisioned_from_a_configmap() -> None:
     assert mounts["/etc/grafana/provisioning/datasources/datasources.yaml"] == "provisioning"
     files = sorted(p.name for p in (CHARTS_DIR / "grafana" / "dashboards").glob("*.json"))
     assert sorted(one(objects, "ConfigMap", "grafana-dashboards")["data"]) == files
+    assert sorted(UIDS) == files
+    for name, dash in dashboards().items():
+        assert dash == json.loads((CHARTS_DIR / "grafana" / "dashboards" / name).read_text())
+
+
+def test_dashboards_have_stable_uids_and_tidy_panels() -> None:
+    found = dashboards()
+    assert {name: dash["uid"] for name, dash in found.items()} == UIDS
+    for name, dash in found.items():
+        assert dash["title"].startswith("MLOps / "), name
+        assert dash["editable"] is False, name
+        assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"]), name
+        panels_by_title(dash)
+        # No two panels overlap on Grafana's 24-column grid.
+        cells: dict[tuple[int, int], str] = {}
+        for panel in dash["panels"]:
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24, f"{name}: {panel['title']}"
+            for x in range(pos["x"], pos["x"] + pos["w"]):
+                for y in range(pos["y"], pos["y"] + pos["h"]):
+                    assert (x, y) not in cells, f"{name}: {panel['title']} over {cells[(x, y)]}"
+                    cells[(x, y)] = panel["title"]
 
 
 def test_inference_dashboard_shows_what_the_issue_asks() -> None:
@@ -64,15 +126,99 @@ def test_inference_dashboard_shows_what_the_issue_asks() -> None:
     ]:
         assert metric in text, metric
     assert "histogram_quantile(0.99" in text
-    assert dash["uid"]
-    assert dash["title"]
-    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    # The served model over time (issue 18): a row per version, a row per path, the mismatch.
+    panels = panels_by_title(dash)
+    version = panels["Model version served over time"]
+    assert version["type"] == "state-timeline"
+    assert [t["expr"] for t in version["targets"]] == [
+        'count by (version) (mlops_api_model_info{job="$job"})'
+    ]
+    path = panels["Serving path over time (compiled / pipeline)"]
+    assert path["type"] == "state-timeline"
+    assert [t["expr"] for t in path["targets"]] == [
+        'count by (path) (mlops_api_model_info{job="$job"})'
+    ]
+    mismatch = panels["Compiled path mismatch"]
+    assert [t["expr"] for t in mismatch["targets"]] == [
+        'max(mlops_api_compiled_mismatch{job="$job"})'
+    ]
 
 
-def test_dashboard_job_is_the_prometheus_job() -> None:
-    (job,) = [v for v in dashboard()["templating"]["list"] if v["name"] == "job"]
+# The ML loop dashboard (issue 18): panel title -> (panel type, what its queries must contain).
+ML_LOOP_PANELS = {
+    "Time since newest batch": ("stat", ["time() - max(mlops_loop_newest_batch_timestamp_seconds"]),
+    "Rows of the newest batch by stage": (
+        "timeseries",
+        ["by (stage) (mlops_loop_latest_batch_rows"],
+    ),
+    "Rows per second by stage": (
+        "timeseries",
+        ["rate(mlops_loop_rows_total", "rate(mlops_loop_batches_received_total"],
+    ),
+    "Rejected rows by rule": ("timeseries", ["by (rule) (increase(mlops_loop_rejected_rows_total"]),
+    "Newest batch: rejected rows by rule": (
+        "timeseries",
+        ["by (rule) (mlops_loop_latest_batch_rejected_rows"],
+    ),
+    "Newest batch: rejected share": ("timeseries", ['stage="rejected"', 'stage="received"']),
+    "Drift (PSI) by feature over decisions": (
+        "state-timeline",
+        ["by (feature) (mlops_loop_drift_psi"],
+    ),
+    "Drifted features": ("timeseries", ["mlops_loop_drifted_features"]),
+    "Decisions by outcome": ("timeseries", ["by (outcome) (increase(mlops_loop_decisions_total"]),
+    "Newest decision": ("table", ["by (data_version, outcome) (mlops_loop_latest_decision_info"]),
+    "Test MAE: production and candidate": (
+        "timeseries",
+        ["mlops_loop_production_test_mae_dollars", "mlops_loop_candidate_test_mae_dollars"],
+    ),
+    "Test R²: production and candidate": (
+        "timeseries",
+        ["mlops_loop_production_test_r2", "mlops_loop_candidate_test_r2"],
+    ),
+    "Production model version over time": ("timeseries", ["mlops_loop_production_version"]),
+    "Time since last promotion": (
+        "stat",
+        ["time() - max(mlops_loop_last_promotion_timestamp_seconds"],
+    ),
+}
+STACKED = ["Rejected rows by rule", "Newest batch: rejected rows by rule", "Decisions by outcome"]
+
+
+def test_ml_loop_dashboard_shows_what_the_issue_asks() -> None:
+    dash = dashboard("ml-loop.json")
+    panels = panels_by_title(dash)
+    for title, (kind, parts) in ML_LOOP_PANELS.items():
+        assert title in panels, title
+        assert panels[title]["type"] == kind, title
+        text = "\n".join(t["expr"] for t in panels[title]["targets"])
+        for part in parts:
+            assert part in text, f"{title}: {part}"
+    for title in STACKED:
+        stacking = panels[title]["fieldConfig"]["defaults"]["custom"]["stacking"]
+        assert stacking["mode"] == "normal", title
+    # Only the loop's own metrics (docs/metrics.md, "Metrics of the ML loop").
+    queries = [expr for where, expr in dashboard_expressions() if where.startswith("ml-loop:")]
+    assert len(queries) == len(exprs(dash))
+    names = {name for expr in queries for name in metric_names(expr)}
+    assert len(names) >= 15
+    assert {name for name in names if not name.startswith("mlops_loop_")} == set()
+
+
+@pytest.mark.parametrize("name", sorted(JOBS))
+def test_dashboard_job_is_the_prometheus_job(name: str) -> None:
+    dash = dashboard(name)
+    (job,) = [v for v in dash["templating"]["list"] if v["name"] == "job"]
     prom_values = yaml.safe_load((CHARTS_DIR / "prometheus" / "values.yaml").read_text())
-    assert job["current"]["value"] == prom_values["scrape"]["fastapi"]["jobName"]
+    assert job["current"]["value"] == prom_values["scrape"][JOBS[name]]["jobName"]
+    assert job["options"] == [{"selected": True, "text": job["query"], "value": job["query"]}]
+    assert job["query"] == job["current"]["value"]
+    # Every query selects that job: a panel never mixes another job's series in.
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            matchers = job_matchers(target["expr"])
+            assert matchers, f"{name} {panel['title']}: no series"
+            assert set(matchers) == {"$job"}, f"{name} {panel['title']}: {target['expr']}"
 
 
 def test_admin_login_comes_from_the_secret() -> None:

@@ -31,6 +31,7 @@ from tests.charts.conftest import (
     helm_test_pods,
     helm_test_rule,
     helm_test_rules,
+    is_exporter_object,
     one,
     pod_labels,
     pod_spec,
@@ -87,7 +88,7 @@ POD_PORT = {
 # The clients the policy admits by default, in the order of the chart's values (a rule before the
 # test pod's); none for Grafana and the UI (port-forward).
 DEFAULT_CLIENTS = {
-    "postgres": ["airflow", "mlflow", "fastapi", "streamlit"],
+    "postgres": ["airflow", "mlflow", "fastapi", "streamlit", "streamlit-exporter"],
     "redis": ["airflow"],
     "minio": ["mlflow", "minio"],
     "mlflow": ["airflow", "fastapi", "streamlit"],
@@ -179,9 +180,21 @@ def render(chart: str, install: str, values: dict[str, Any] | None = None) -> li
     return render_chart(chart, {**renamed, **(values or {})}, release=release_of(chart, install))
 
 
+def main_policy(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The NetworkPolicy of the chart's main server (not an exporter's: conftest
+    EXPORTER_FLOWS)."""
+    (policy,) = [p for p in by_kind(objects, "NetworkPolicy") if not is_exporter_object(p)]
+    return policy
+
+
 def served(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The Service the clients call (not a headless one) and the server workload it fronts."""
-    (service,) = [s for s in by_kind(objects, "Service") if s["spec"].get("clusterIP") != "None"]
+    """The Service the clients call (not a headless one, nor an exporter's: conftest
+    EXPORTER_FLOWS) and the server workload it fronts."""
+    (service,) = [
+        s
+        for s in by_kind(objects, "Service")
+        if s["spec"].get("clusterIP") != "None" and not is_exporter_object(s)
+    ]
     selector = service["spec"]["selector"].items()
     (server,) = [
         w
@@ -308,7 +321,7 @@ def test_network_policy_admits_the_helm_test_pod_on_the_port_it_calls(
     values = {} if clients is None else {"networkPolicy": {"allowedClients": clients}}
     objects = render(chart, install, values)
     pod, (service, server) = the_test_pod(objects), served(objects)
-    policy = one(objects, "NetworkPolicy")
+    policy = main_policy(objects)
     # A policy matches the pod's port, after the Service's translation.
     target = service["spec"]["ports"][0]["targetPort"]
     ports = {p["name"]: p["containerPort"] for p in pod_spec(server)["containers"][0]["ports"]}
@@ -330,11 +343,12 @@ def test_tests_disabled_render_no_pod_and_no_extra_peer(chart: str) -> None:
     assert by_kind(off, "Pod") == []
     policy = one(off, "NetworkPolicy", chart)
     assert helm_test_rules(policy) == []
-    assert policy["spec"]["ingress"] == client_rules(one(on, "NetworkPolicy"))
-    rest = [o for o in on if o["kind"] not in {"Pod", "NetworkPolicy"}]
-    assert rest == [o for o in off if o["kind"] != "NetworkPolicy"]
+    assert policy["spec"]["ingress"] == client_rules(main_policy(on))
+    # An exporter's policy (conftest.EXPORTER_NAMES) has no test rule either way.
+    rest = [o for o in on if o["kind"] != "Pod" and o is not main_policy(on)]
+    assert rest == [o for o in off if o is not policy]
     nobody = {"tests": {"enabled": False}, "networkPolicy": {"allowedClients": []}}
-    assert one(render_chart(chart, nobody), "NetworkPolicy")["spec"]["ingress"] == []
+    assert main_policy(render_chart(chart, nobody))["spec"]["ingress"] == []
 
 
 # Values no chart takes under `tests`: name -> (values, helm's error).

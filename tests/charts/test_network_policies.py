@@ -1,9 +1,10 @@
 """The NetworkPolicy of every chart with a Service (charts/README.md, "shared contract"): one
-policy selecting the chart's pods, admitting the clients of FLOWS (in the order of the chart's
-values) plus `extraFrom`, on the pod ports behind the chart's Service(s) — a policy matches the
-pod's port, after the Service's translation — and nothing in-cluster when both lists are empty;
-with tests.enabled, one more rule admitting the chart's own `helm test` pod on the port it calls
-(conftest.helm_test_rule), the only rule when no client is listed.
+policy selecting the chart's pods (and one more selecting an exporter's: conftest.EXPORTER_FLOWS),
+admitting the clients of FLOWS (in the order of the chart's values) plus `extraFrom`, on the pod
+ports behind the chart's Service(s) — a policy matches the pod's port, after the Service's
+translation — and nothing in-cluster when both lists are empty; with tests.enabled, one more rule
+admitting the chart's own `helm test` pod on the port it calls (conftest.helm_test_rule), the only
+rule when no client is listed.
 
 Checked chart by chart on the staged install; the umbrella's policies are test_umbrella.py's, the
 flows between packages 1-2 test_cross_references.py's."""
@@ -18,14 +19,18 @@ import yaml
 from tests.charts.conftest import (
     CHARTS_DIR,
     COMPONENTS,
+    EXPORTER_FLOWS,
+    EXPORTER_NAMES,
     FLOWS,
     HelmError,
     all_containers,
     by_kind,
     client_rules,
+    exporter_rules,
     helm_test_pods,
     helm_test_rule,
     helm_test_rules,
+    is_exporter_object,
     one,
     pod_labels,
     render_chart,
@@ -83,10 +88,13 @@ def container_ports(workload: dict[str, Any]) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in ports}
 
 
-def ports_behind_services(objects: list[dict[str, Any]]) -> list[int]:
-    """The numeric pod ports the chart's Services target, in order, each once."""
+def ports_behind_services(objects: list[dict[str, Any]], exporter: bool = False) -> list[int]:
+    """The numeric pod ports the chart's Services target, in order, each once: the main
+    server's, or with ``exporter`` its exporter's (EXPORTER_FLOWS)."""
     found: list[int] = []
     for service in by_kind(objects, "Service"):
+        if is_exporter_object(service) != exporter:
+            continue
         behind = pods_behind(objects, service)
         assert behind, f"Service {service['metadata']['name']} selects no pod"
         for port in service["spec"]["ports"]:
@@ -114,7 +122,7 @@ def test_every_chart_with_a_service_and_only_those_render_a_policy() -> None:
     assert set(POLICY_CHARTS) == set(FLOWS) == set(POD_PORTS)
     for chart in COMPONENTS:
         objects = render_chart(chart)
-        expected = 1 if chart in FLOWS else 0
+        expected = (1 if chart in FLOWS else 0) + (1 if chart in EXPORTER_FLOWS else 0)
         assert len(by_kind(objects, "NetworkPolicy")) == expected, chart
         assert bool(by_kind(objects, "Service")) == bool(expected), chart
 
@@ -122,17 +130,21 @@ def test_every_chart_with_a_service_and_only_those_render_a_policy() -> None:
 @per_chart
 def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str) -> None:
     objects = render_chart(chart)
-    (found,) = by_kind(objects, "NetworkPolicy")
-    assert found["metadata"]["name"] == chart
+    found = one(objects, "NetworkPolicy", chart)
     spec = found["spec"]
-    # The chart's pods: the selector labels its servers share (name and instance only).
-    servers = [w for w in workloads(objects) if w["kind"] in LONG_RUNNING]
+    # The chart's pods: the selector labels its servers share (name and instance only); an
+    # exporter's pods are another server's, with a policy of their own (below).
+    servers = [
+        w for w in workloads(objects) if w["kind"] in LONG_RUNNING and not is_exporter_object(w)
+    ]
     shared = set.intersection(*(set(w["spec"]["selector"]["matchLabels"].items()) for w in servers))
     labels = {"app.kubernetes.io/name": chart, "app.kubernetes.io/instance": chart}
     assert spec["podSelector"] == {"matchLabels": labels}
     assert set(labels.items()) == shared
     selected = [w for w in workloads(objects) if labels.items() <= pod_labels(w).items()]
     for service in by_kind(objects, "Service"):
+        if is_exporter_object(service):
+            continue
         for workload in pods_behind(objects, service):
             assert workload in selected, f"{service['metadata']['name']}: {workload['metadata']}"
     assert spec["policyTypes"] == ["Ingress"]
@@ -140,6 +152,34 @@ def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str)
     assert set(clients) == FLOWS[chart]
     assert len(clients) == len(FLOWS[chart]), "each client once"
     assert helm_test_rules(found) == [expected_test_rule(chart, objects)], "the last rule"
+    # An exporter's scrapers: a policy of its own, selecting exactly the pods behind its
+    # Service (none of the main server's), admitting them on its port only.
+    assert exporter_rules(found) == []
+    if chart in EXPORTER_FLOWS:
+        port, scrapers = EXPORTER_FLOWS[chart]
+        assert ports_behind_services(objects, exporter=True) == [port]
+        names = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text())["exporter"][
+            "networkPolicy"
+        ]["allowedClients"]
+        assert set(names) == scrapers
+        exporter = one(objects, "NetworkPolicy", EXPORTER_NAMES[chart])
+        own = {"app.kubernetes.io/name": EXPORTER_NAMES[chart], "app.kubernetes.io/instance": chart}
+        assert exporter["spec"]["podSelector"] == {"matchLabels": own}
+        assert exporter["spec"]["policyTypes"] == ["Ingress"]
+        taken = [w for w in workloads(objects) if own.items() <= pod_labels(w).items()]
+        behind = [
+            w
+            for s in by_kind(objects, "Service")
+            if is_exporter_object(s)
+            for w in pods_behind(objects, s)
+        ]
+        assert taken == behind
+        assert not any(w in selected for w in taken), "the main policy selects no exporter pod"
+        assert exporter["spec"]["ingress"] == [
+            {"from": [peer(name) for name in names], "ports": [{"port": port, "protocol": "TCP"}]}
+        ]
+        assert port in {p for w in taken for p in container_ports(w).values()}
+    assert spec["ingress"] == [*client_rules(found), *helm_test_rules(found)]
     if not clients:
         assert client_rules(found) == [], "no in-cluster client: port-forward or extraFrom"
         return
@@ -170,6 +210,7 @@ def test_policy_can_be_turned_off(chart: str) -> None:
 @per_chart
 def test_no_client_admits_nothing_in_cluster(chart: str) -> None:
     nobody = {"networkPolicy": {"allowedClients": []}, "tests": {"enabled": False}}
+    # An exporter's scrapers are its own policy's (test_streamlit.py empties that list too).
     assert policy(chart, nobody)["spec"]["ingress"] == []
     # With the `helm test` pod: its rule alone.
     objects = render_chart(chart, {"networkPolicy": {"allowedClients": []}})

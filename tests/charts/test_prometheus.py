@@ -1,5 +1,6 @@
 """prometheus chart: scrape of fastapi:8989/metrics (Kubernetes discovery with a namespaced Role,
-or a static target), the alert rules, a volume."""
+or a static target) and of the ML loop exporter (streamlit-exporter:9188), the alert rules of
+both, a volume."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 from mlops_platform import checks
 from mlops_platform.local.postgres import free_ports
 from tests.charts.conftest import (
+    HelmError,
     by_kind,
     helm_test_check_call,
     helm_test_pods,
@@ -113,12 +115,129 @@ def test_alert_thresholds_come_from_values() -> None:
 def test_rules_are_mounted_apart_from_the_config() -> None:
     pod = pod_spec(one(render_chart("prometheus"), "Deployment"))
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert [i["key"] for i in volumes["rules"]["configMap"]["items"]] == ["mlops-api.yml"]
+    assert [i["key"] for i in volumes["rules"]["configMap"]["items"]] == [
+        "mlops-api.yml",
+        "mlops-loop.yml",
+    ]
     assert [i["key"] for i in volumes["config"]["configMap"]["items"]] == ["prometheus.yml"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["rules"] == "/etc/prometheus/rules"
     assert mounts["data"] == "/prometheus"
     assert one(render_chart("prometheus"), "PersistentVolumeClaim", "prometheus-data")
+
+
+LOOP_ALERTS = {
+    "MlopsLoopScrapeDown",
+    "MlopsLoopTargetMissing",
+    "MlopsLoopStoreUnreadable",
+    "MlopsLoopNoNewData",
+    "MlopsLoopHighRejectionShare",
+    "MlopsLoopDriftDetected",
+    "MlopsLoopRepeatedRejections",
+}
+
+
+def loop_rules(values: dict | None = None) -> dict[str, dict]:
+    cm = one(render_chart("prometheus", values), "ConfigMap", "prometheus-config")
+    groups = yaml.safe_load(cm["data"]["mlops-loop.yml"])["groups"]
+    return {r["alert"]: r for g in groups for r in g["rules"]}
+
+
+def loop_job(cfg: dict) -> dict:
+    return next(j for j in cfg["scrape_configs"] if j["job_name"] == "mlops-loop")
+
+
+def test_loop_exporter_is_a_static_target_of_its_own_job() -> None:
+    job = loop_job(config())
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": ["streamlit-exporter:9188"]}]
+    assert "kubernetes_sd_configs" not in job
+    moved = {"scrape": {"loop": {"jobName": "loop", "service": "ui-exporter", "port": 9300}}}
+    job = next(j for j in config(moved)["scrape_configs"] if j["job_name"] == "loop")
+    assert job["static_configs"] == [{"targets": ["ui-exporter:9300"]}]
+    assert all('job="loop"' in rule["expr"] for rule in loop_rules(moved).values())
+
+
+def test_loop_target_is_the_streamlit_charts_exporter() -> None:
+    """The default target is the Service and port the streamlit chart renders, and that chart's
+    exporter's NetworkPolicy admits this chart's pods on it (the UI's admits them nowhere)."""
+    streamlit = render_chart("streamlit")
+    service = one(streamlit, "Service", "streamlit-exporter")
+    (target,) = loop_job(config())["static_configs"][0]["targets"]
+    assert target == f"streamlit-exporter:{service['spec']['ports'][0]['port']}"
+    server = one(render_chart("prometheus"), "Deployment")
+    name = server["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+    peer = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+    def admitted(policy: str) -> list[Any]:
+        ingress = one(streamlit, "NetworkPolicy", policy)["spec"]["ingress"]
+        return [rule["ports"] for rule in ingress if peer in rule["from"]]
+
+    assert admitted("streamlit-exporter") == [[{"port": 9188, "protocol": "TCP"}]]
+    assert admitted("streamlit") == []
+
+
+def test_loop_alert_rules_cover_the_issue() -> None:
+    rules = loop_rules()
+    assert set(rules) == LOOP_ALERTS
+    for rule in rules.values():
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+        assert rule["labels"]["platform"] == "mlops"
+        assert rule["annotations"]["summary"]
+        assert 'job="mlops-loop"' in rule["expr"]
+    # No new data in two hourly runs of the data DAG.
+    assert rules["MlopsLoopNoNewData"]["expr"].endswith("> 7200")
+    assert "mlops_loop_store_up" in rules["MlopsLoopStoreUnreadable"]["expr"]
+    assert "> 0.2" in rules["MlopsLoopHighRejectionShare"]["expr"]
+    assert "mlops_loop_drifted_features" in rules["MlopsLoopDriftDetected"]["expr"]
+    repeated = rules["MlopsLoopRepeatedRejections"]["expr"]
+    assert "[1d]) >= 3" in repeated
+    assert 'outcome="promoted"' in repeated
+
+
+def test_loop_alert_thresholds_come_from_values() -> None:
+    values = {
+        "alerts": {
+            "dataIntervalSeconds": 900,
+            "rejectionShareThreshold": 0.5,
+            "rejectedDecisions": 5,
+            "decisionWindow": "12h",
+        }
+    }
+    rules = loop_rules(values)
+    assert rules["MlopsLoopNoNewData"]["expr"].endswith("> 1800")
+    assert "> 0.5" in rules["MlopsLoopHighRejectionShare"]["expr"]
+    assert "[12h]) >= 5" in rules["MlopsLoopRepeatedRejections"]["expr"]
+    assert "50%" in rules["MlopsLoopHighRejectionShare"]["annotations"]["summary"]
+
+
+def test_loop_scrape_can_be_turned_off() -> None:
+    values = {"scrape": {"loop": {"enabled": False}}}
+    objects = render_chart("prometheus", values)
+    cm = one(objects, "ConfigMap", "prometheus-config")
+    assert "mlops-loop.yml" not in cm["data"]
+    assert not [j for j in config(values)["scrape_configs"] if j["job_name"] == "mlops-loop"]
+    volumes = {v["name"]: v for v in pod_spec(one(objects, "Deployment"))["volumes"]}
+    assert [i["key"] for i in volumes["rules"]["configMap"]["items"]] == ["mlops-api.yml"]
+    # alerts.enabled=false drops both rule files but keeps the scrape.
+    off = render_chart("prometheus", {"alerts": {"enabled": False}})
+    assert set(one(off, "ConfigMap")["data"]) == {"prometheus.yml"}
+    assert loop_job(config({"alerts": {"enabled": False}}))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"alerts": {"decisionWindow": "1 day"}}, r"/alerts/decisionWindow"),
+        ({"alerts": {"rejectionShareThreshold": 1.5}}, r"/alerts/rejectionShareThreshold"),
+        ({"alerts": {"dataIntervalSeconds": "1h"}}, r"/alerts/dataIntervalSeconds.*want integer"),
+        ({"scrape": {"loop": {"port": "metrics"}}}, r"/scrape/loop/port.*want integer"),
+        ({"scrape": {"loop": {"colour": "blue"}}}, "additional properties 'colour' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_loop_values(values: dict, message: str) -> None:
+    with pytest.raises(HelmError, match=message):
+        render_chart("prometheus", values)
 
 
 def test_probes_and_port() -> None:

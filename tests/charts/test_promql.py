@@ -1,6 +1,7 @@
-"""Every PromQL expression of the alert rules and the provisioned dashboards parses (Prometheus'
-own promtool) and uses only the metric names the inference API exposes (docs/metrics.md, plus
-`up` and the histogram series suffixes)."""
+"""Every PromQL expression of the alert rules (every rule file of the prometheus chart) and the
+provisioned dashboards parses (Prometheus' own promtool) and uses only the metric names the
+platform exposes (docs/metrics.md: the inference API's and the ML loop exporter's, plus `up` and
+the histogram series suffixes)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,22 @@ from tests.charts.conftest import (
 
 METRICS_DOC = REPO / "docs" / "metrics.md"
 DASHBOARDS = sorted((CHARTS_DIR / "grafana" / "dashboards").glob("*.json"))
-# Grafana's built-in and our dashboard variables, replaced by values PromQL accepts.
+# Grafana's built-in variables, replaced by values PromQL accepts; `job` becomes each dashboard's
+# own default (its templating's current value).
 GRAFANA_VARIABLES = {
     "$__rate_interval": "5m",
     "$__interval": "1m",
     "$__range": "1h",
-    "${job}": "fastapi",
-    "$job": "fastapi",
 }
+
+
+def dashboard_variables(dash: dict) -> dict[str, str]:
+    """A dashboard's template variables as Grafana substitutes them by default."""
+    found = {}
+    for variable in dash.get("templating", {}).get("list", []):
+        value = variable["current"]["value"]
+        found |= {f"${{{variable['name']}}}": value, f"${variable['name']}": value}
+    return found
 
 
 def allowed_metric_names() -> set[str]:
@@ -65,13 +74,32 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+# The rule files of the chart's defaults (its ConfigMap's `*.yml` keys but prometheus.yml).
+RULE_FILES = ["mlops-api.yml", "mlops-loop.yml"]
+
+
+def rule_files_of(objects: list[dict]) -> dict[str, str]:
+    """A render's rule files: file name -> text."""
+    data = one(objects, "ConfigMap")["data"]
+    return {
+        name: text
+        for name, text in sorted(data.items())
+        if name.endswith(".yml") and name != "prometheus.yml"
+    }
+
+
+def default_rule_files() -> dict[str, str]:
+    """The rule files of the default values: file name -> text."""
+    return rule_files_of(render_chart("prometheus"))
+
+
 def rule_files() -> dict[str, str]:
-    """The rendered rule file for the default values and every ci/*.yaml that keeps alerts."""
-    files = {"defaults": one(render_chart("prometheus"), "ConfigMap")["data"]["mlops-api.yml"]}
+    """Every rendered rule file, as `<case>/<file>`: the default values and every ci/*.yaml that
+    keeps alerts."""
+    files = {f"defaults/{name}": text for name, text in default_rule_files().items()}
     for path in ci_value_files("prometheus"):
-        data = one(render_files("prometheus", [path]), "ConfigMap")["data"]
-        if "mlops-api.yml" in data:
-            files[path.stem] = data["mlops-api.yml"]
+        rendered = rule_files_of(render_files("prometheus", [path]))
+        files |= {f"{path.stem}/{name}": text for name, text in rendered.items()}
     return files
 
 
@@ -87,10 +115,11 @@ def dashboard_expressions() -> list[tuple[str, str]]:
     out = []
     for path in DASHBOARDS:
         dash = json.loads(path.read_text())
+        variables = GRAFANA_VARIABLES | dashboard_variables(dash)
         for panel in dash["panels"]:
             for target in panel.get("targets", []):
                 expr = target["expr"]
-                for variable, value in GRAFANA_VARIABLES.items():
+                for variable, value in variables.items():
                     expr = expr.replace(variable, value)
                 assert "$" not in expr, (
                     f"{path.name} '{panel['title']}': unknown variable in {expr}"
@@ -106,8 +135,15 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_there_is_something_to_check() -> None:
+    assert sorted(default_rule_files()) == RULE_FILES
+    assert {case.split("/")[1] for case in rule_files()} == set(RULE_FILES)
     assert len(alert_expressions()) >= 5
     assert len(dashboard_expressions()) >= 10
+    # Every dashboard file is checked, each with queries of its own.
+    assert {where.split(":")[0] for where, _ in dashboard_expressions()} == {
+        path.stem for path in DASHBOARDS
+    }
+    assert {"inference-api", "ml-loop"} <= {path.stem for path in DASHBOARDS}
 
 
 @pytest.mark.parametrize("case", sorted(rule_files()))
@@ -137,7 +173,8 @@ def test_scrape_config_passes_promtool(tmp_path: Path) -> None:
     )["data"]
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "mlops-api.yml").write_text(data["mlops-api.yml"])
+    for name in RULE_FILES:
+        (rules / name).write_text(data[name])
     config = tmp_path / "prometheus.yml"
     config.write_text(data["prometheus.yml"].replace("/etc/prometheus/rules", str(rules)))
     result = promtool("check", "config", str(config))
@@ -165,3 +202,5 @@ def test_the_metric_check_catches_unknown_and_bare_histogram_names() -> None:
     assert metric_names("rate(mlops_api_request_latency_seconds_bucket[5m])") - allowed
     assert metric_names("mlops_api_request_duration_seconds") - allowed  # not a series
     assert not metric_names("sum(up{job='fastapi'})") - allowed
+    assert not metric_names("mlops_loop_drifted_features > 0") - allowed
+    assert metric_names("mlops_loop_drifted_feature > 0") - allowed

@@ -19,6 +19,8 @@ import yaml
 from tests.charts.conftest import (
     CHARTS_DIR,
     COMPONENTS,
+    EXPORTER_FLOWS,
+    EXPORTER_NAMES,
     FLOWS,
     REPO,
     SERVICES,
@@ -27,10 +29,12 @@ from tests.charts.conftest import (
     by_kind,
     client_rules,
     ensure_dependencies,
+    exporter_rules,
     helm,
     helm_test_peer,
     helm_test_pods,
     helm_test_rules,
+    is_exporter_object,
     pod_labels,
     pod_spec,
     render_chart,
@@ -151,7 +155,8 @@ def test_every_host_in_a_pod_or_config_is_a_rendered_service() -> None:
 
 
 def policies(objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[int]]]:
-    """server name -> (client names admitted, ports), from the rendered NetworkPolicies."""
+    """server name -> (client names admitted, ports), from the rendered NetworkPolicies (an
+    exporter's policy, conftest.EXPORTER_NAMES: its scrapers' rule)."""
     found = {}
     for policy in by_kind(objects, "NetworkPolicy"):
         spec = policy["spec"]
@@ -159,7 +164,8 @@ def policies(objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[int
         assert spec["policyTypes"] == ["Ingress"]
         clients: set[str] = set()
         ports: set[int] = set()
-        for rule in client_rules(policy):
+        rules = exporter_rules(policy) if is_exporter_object(policy) else client_rules(policy)
+        for rule in rules:
             for peer in rule.get("from", []):
                 assert set(peer) == {"podSelector"}, "in-cluster peers are pods of this namespace"
                 clients.add(peer["podSelector"]["matchLabels"][NAME])
@@ -182,7 +188,10 @@ def container_ports(objects: list[dict[str, Any]], name: str) -> set[int]:
 def test_network_policies_admit_exactly_the_designed_flows() -> None:
     objects = umbrella()
     found = policies(objects)
-    assert {server: clients for server, (clients, _) in found.items()} == FLOWS
+    exporters = {EXPORTER_NAMES[c]: clients for c, (_, clients) in EXPORTER_FLOWS.items()}
+    assert {server: clients for server, (clients, _) in found.items()} == FLOWS | exporters
+    for chart, (port, _) in EXPORTER_FLOWS.items():
+        assert found[EXPORTER_NAMES[chart]][1] == {port}
     for server, (clients, ports) in found.items():
         assert bool(ports) == bool(clients), f"{server}: admit clients on named ports only"
         assert ports <= container_ports(objects, server), f"{server}: {ports} are not its ports"
@@ -199,6 +208,9 @@ def test_each_policy_admits_its_own_charts_helm_test_pod_only() -> None:
     assert set(tests) == set(FLOWS)
     for policy in by_kind(objects, "NetworkPolicy"):
         server = policy["spec"]["podSelector"]["matchLabels"][NAME]
+        if is_exporter_object(policy):
+            assert helm_test_rules(policy) == [], f"{server}: the test pod calls the main server"
+            continue
         (rule,) = helm_test_rules(policy)
         assert rule["from"] == [helm_test_peer(server, release="mlops")], server
         labels = rule["from"][0]["podSelector"]["matchLabels"]
@@ -256,10 +268,12 @@ def test_network_policies_can_be_switched_off_per_component() -> None:
 
 
 def test_every_pod_label_names_its_chart() -> None:
-    """Policies select clients by app.kubernetes.io/name: every pod must carry its chart's."""
+    """Policies select clients by app.kubernetes.io/name: every pod must carry its chart's (an
+    exporter's, its own: conftest.EXPORTER_NAMES)."""
     for chart in COMPONENTS:
         for workload in workloads(render_chart(chart)):
-            assert pod_labels(workload).get(NAME) == chart, workload["metadata"]["name"]
+            name = EXPORTER_NAMES[chart] if is_exporter_object(workload) else chart
+            assert pod_labels(workload).get(NAME) == name, workload["metadata"]["name"]
 
 
 def notes(*args: str) -> str:

@@ -56,6 +56,66 @@ app.kubernetes.io/name: {{ include "streamlit.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+The loop exporter is a second server of the release with labels of its own: its
+app.kubernetes.io/name is <name>-exporter, so the UI's Deployment and Service (which select
+streamlit.selectorLabels, unchanged since before the exporter: a Deployment's selector is
+immutable, and `helm upgrade` of an older release must keep working) never take its pods, and its
+own selector never takes the UI's. Other charts' NetworkPolicies admit it by that name (postgres'
+allowedClients), and it has a NetworkPolicy of its own (templates/exporter-networkpolicy.yaml).
+*/}}
+{{- define "streamlit.exporterName" -}}
+{{- printf "%s-exporter" (include "streamlit.name" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "streamlit.exporterSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "streamlit.exporterName" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The exporter's labels: the standard set with its own name (`app` stays the chart's, as the
+guide selects by it) and component exporter. */}}
+{{- define "streamlit.exporterLabels" -}}
+helm.sh/chart: {{ include "streamlit.chart" . }}
+{{ include "streamlit.exporterSelectorLabels" . }}
+app.kubernetes.io/component: exporter
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlops-platform
+app: {{ include "streamlit.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The exporter's Deployment, Service and NetworkPolicy: <fullname>-exporter (Prometheus' scrape target). */}}
+{{- define "streamlit.exporterFullname" -}}
+{{- printf "%s-exporter" (include "streamlit.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Environment both servers read the stores with: the read-only `reader` role of the Secret,
+and the two database URLs built from it ($(VAR) is expanded by Kubernetes, so the password never
+appears in the spec). */}}
+{{- define "streamlit.databaseEnv" -}}
+{{- $db := .Values.database -}}
+# The read-only `reader` role: the pod can show everything and change nothing.
+- name: DB_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.existingSecret }}
+      key: {{ .Values.auth.dbUsernameKey }}
+- name: DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.existingSecret }}
+      key: {{ .Values.auth.dbPasswordKey }}
+# Kubernetes expands $(VAR) from the variables above; the password never appears in the spec.
+- name: MLOPS_RAW_DB_URL
+  value: {{ printf "%s://$(DB_USER):$(DB_PASSWORD)@%s:%d/%s" $db.driver $db.host (int $db.port) $db.rawName | quote }}
+- name: MLOPS_CLEAN_DB_URL
+  value: {{ printf "%s://$(DB_USER):$(DB_PASSWORD)@%s:%d/%s" $db.driver $db.host (int $db.port) $db.cleanName | quote }}
+{{- end }}
+
 {{/* image reference from an image block {repository, tag}. */}}
 {{- define "streamlit.image" -}}
 {{- printf "%s:%s" .repository .tag }}
