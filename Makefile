@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## Create .venv and install the package with its test tools
 
-up: install ## Start the whole platform locally (PostgreSQL, S3, MLflow, simulator, API, UI, Airflow) with a first model
+# Prometheus is optional: installed where apt-get can (root or passwordless sudo), otherwise
+# `mlops up` says how and runs everything else.
+up: install ## Start the whole platform locally (PostgreSQL, S3, MLflow, simulator, API, UI, exporter, Prometheus, Airflow) with a first model
+	@scripts/ensure-tools.sh --prometheus || echo "make up: going on without a local Prometheus"
 	$(VENV)/bin/mlops up
 
 down: install ## Stop the local platform (data is kept)

@@ -12,6 +12,9 @@
 #
 # Usage: scripts/ensure-tools.sh                   prints one `tool=path version` line per tool
 #        eval "$(scripts/ensure-tools.sh --path)"  the same on stderr; stdout puts .tools/bin on PATH
+#        scripts/ensure-tools.sh --prometheus      only the `prometheus` server (Debian's package,
+#                                                  the same as promtool's), for `make up`'s local
+#                                                  Prometheus; exit 1 when it cannot be had
 # With MLOPS_REQUIRE_ALL=1 (CI) a tool that cannot be had is an error (exit 1); otherwise it is
 # a warning and the tests that need it skip.
 set -euo pipefail
@@ -115,6 +118,19 @@ checkov_ok() {
   [[ -x "$CHECKOV_VENV/bin/checkov" ]] &&
     [[ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" == "$CHECKOV_VERSION" ]]
 }
+
+# `make up`: the server only (mlops up runs Prometheus when the binary is there, and goes on
+# without it otherwise), none of the test tools.
+if [[ "${1:-}" == "--prometheus" ]]; then
+  prometheus_path() { command -v prometheus || { [[ -x /usr/bin/prometheus ]] && echo /usr/bin/prometheus; }; }
+  prometheus_path >/dev/null || install_promtool || true
+  if prometheus_path >/dev/null; then
+    echo "prometheus=$(prometheus_path) $("$(prometheus_path)" --version 2>&1 | head -n1 | awk '{print $3}')"
+    exit 0
+  fi
+  log "prometheus is not installed and could not be (apt-get install prometheus, then mlops up)"
+  exit 1
+fi
 
 if ! have helm; then
   install_layer || true

@@ -197,6 +197,24 @@ class Settings(BaseSettings):
         description="Seconds a reading of the stores answers scrapes before it is read again.",
     )
 
+    # --- local Prometheus (`mlops up`, when a `prometheus` binary is installed) -----------------
+    prometheus_port: int = Field(
+        default=9090, ge=1, le=65535, description="Local Prometheus port (the chart's too)."
+    )
+    prometheus_scrape_interval_s: int = Field(
+        default=15,
+        ge=1,
+        le=3600,
+        description="Local Prometheus: seconds between scrapes and between rule evaluations.",
+    )
+    # The chart's alerts.dataIntervalSeconds, locally: MlopsLoopNoNewData fires when the newest
+    # RAW batch is older than two of these. Tests shorten it to see the alert within seconds.
+    prometheus_data_interval_s: int = Field(
+        default=3600,
+        ge=1,
+        description="Local alert rules: the data DAG's schedule interval in seconds.",
+    )
+
     # --- UI ------------------------------------------------------------------------------------
     ui_host: str = Field(default="127.0.0.1", description="Streamlit UI bind address.")
     ui_port: int = Field(default=8501, ge=1, le=65535, description="Streamlit UI port.")

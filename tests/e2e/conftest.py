@@ -48,6 +48,8 @@ def processes_of(settings: Settings) -> list[str]:
         settings.api_port,
         settings.ui_port,
         settings.airflow_port,
+        settings.exporter_port,
+        settings.prometheus_port,
     ]
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "environ"]):

@@ -18,6 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlops_platform.local import airflow, platform
+from mlops_platform.local import prometheus as local_prometheus
 from mlops_platform.local.keys import keys, with_local_secrets
 from mlops_platform.settings import Settings
 
@@ -40,7 +41,9 @@ class _Lines:
             self.progress.start_task(task)
             self.progress.update(task, state="starting...")
             return
-        colour = {"healthy": "green", "reused": "cyan", "failed": "red"}.get(state, "white")
+        colour = {"healthy": "green", "reused": "cyan", "skipped": "yellow", "failed": "red"}.get(
+            state, "white"
+        )
         self.progress.update(task, completed=1, state=f"[{colour}]{state}[/{colour}] {detail}")
         self.progress.stop_task(task)
 
@@ -83,6 +86,8 @@ def credentials_table(settings: Settings) -> Table:
     table.add_row("UI (Streamlit)", f"http://127.0.0.1:{settings.ui_port}", "—")
     table.add_row("Inference API", f"{settings.api_url}/docs", f"hook token {settings.api_token}")
     table.add_row("MLflow", settings.mlflow_tracking_uri, "—")
+    if local_prometheus.binary():
+        table.add_row("Prometheus (alerts: /alerts)", local_prometheus.url(settings), "—")
     table.add_row(
         "S3 API", settings.s3_endpoint_url, f"{settings.s3_access_key} / {settings.s3_secret_key}"
     )
@@ -206,7 +211,8 @@ def register(app: typer.Typer, load: Callable[[], Settings]) -> None:
     ) -> None:
         """Start the whole platform and put a first model in production (safe to run again).
 
-        PostgreSQL, S3, MLflow, the simulator, the inference API, the UI and Airflow.
+        PostgreSQL, S3, MLflow, the simulator, the inference API, the UI, the loop metrics
+        exporter, Prometheus (when installed) and Airflow.
         """
         up(with_local_secrets(load()), no_pipeline)
 

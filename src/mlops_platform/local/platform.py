@@ -2,7 +2,8 @@
 Kubernetes, as plain processes.
 
 PostgreSQL (RAW, CLEAN, MLflow and Airflow databases, each with its own owner), an S3 API, the
-MLflow server, the data-source simulator, the inference API, the UI and Airflow's four servers.
+MLflow server, the data-source simulator, the inference API, the UI, the loop metrics exporter,
+Prometheus (when its binary is installed) and Airflow's four servers.
 State lives under ``settings.state_dir``: each service's data, log and pid file. Starting twice
 reuses what runs and restarts what crashed; stopping keeps the data unless purged.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from mlops_platform.local import airflow
+from mlops_platform.local import prometheus as local_prometheus
 from mlops_platform.local.keys import keys, with_local_secrets
 from mlops_platform.local.mlflow_server import prepare_backend, server_command, server_env
 from mlops_platform.local.postgres import LocalPostgres, free_ports, port_is_free
@@ -33,9 +35,10 @@ from mlops_platform.storage.migrate import upgrade_all
 AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 CORE = ("postgres", "s3", "mlflow", "datasource")
 DEMO = (*CORE, "api")
-ALL = (*CORE, "api", "ui", *AIRFLOW)
+MONITORING = ("exporter", "prometheus")
+ALL = (*CORE, "api", "ui", *MONITORING, *AIRFLOW)
 
-# progress(service, state, detail): state is starting, healthy, reused or failed.
+# progress(service, state, detail): state is starting, healthy, reused, skipped or failed.
 MARKER = ".mlops-state"
 Progress = Callable[[str, str, str], None]
 
@@ -67,6 +70,20 @@ def endpoints(settings: Settings) -> dict[str, Endpoint]:
         at("datasource", settings.datasource_url, settings.sim_port, "SIM_PORT"),
         at("api", f"{settings.api_url}/docs", settings.api_port, "API_PORT"),
         at("ui", f"http://127.0.0.1:{settings.ui_port}", settings.ui_port, "UI_PORT"),
+        at(
+            "exporter",
+            f"http://127.0.0.1:{settings.exporter_port}/metrics",
+            settings.exporter_port,
+            "EXPORTER_PORT",
+        ),
+        at(
+            "prometheus",
+            local_prometheus.url(settings)
+            if local_prometheus.binary()
+            else f"({local_prometheus.MISSING})",
+            settings.prometheus_port,
+            "PROMETHEUS_PORT",
+        ),
         at("airflow-api-server", air, settings.airflow_port, "AIRFLOW_PORT"),
         at(
             "airflow-scheduler",
@@ -91,7 +108,7 @@ def on_free_ports(settings: Settings) -> Settings:
     For a second platform beside the usual one: benchmarks, tests, a demo in a temporary folder.
     Its secrets are generated into its own state folder, as `mlops up` does.
     """
-    pg, s3, mlflow, sim, api, ui, air, worker_log, trigger_log = free_ports(9)
+    pg, s3, mlflow, sim, api, ui, air, worker_log, trigger_log, exporter, prom = free_ports(11)
     local = "127.0.0.1"
 
     def database(url: str) -> str:
@@ -105,6 +122,8 @@ def on_free_ports(settings: Settings) -> Settings:
             sim_port=sim,
             api_port=api,
             ui_port=ui,
+            exporter_port=exporter,
+            prometheus_port=prom,
             airflow_port=air,
             airflow_worker_log_port=worker_log,
             airflow_triggerer_log_port=trigger_log,
@@ -182,6 +201,11 @@ def pid_of(settings: Settings, name: str) -> int | None:
     return service(settings, name).pid()
 
 
+def available(name: str) -> bool:
+    """False for an optional service whose program is not installed (Prometheus)."""
+    return name != "prometheus" or local_prometheus.binary() is not None
+
+
 def preflight(settings: Settings, names: Sequence[str]) -> None:
     """What would make starting ``names`` fail half-way, said before anything starts: a port
     another program holds, a DAGs folder that is not there."""
@@ -191,7 +215,7 @@ def preflight(settings: Settings, names: Sequence[str]) -> None:
             "the repository root, or set MLOPS_DAGS_DIR to the folder of the DAGs"
         )
     taken = []
-    for name in names:
+    for name in filter(available, names):
         endpoint = endpoints(settings)[name]
         if endpoint.port and pid_of(settings, name) is None and not port_is_free(endpoint.port):
             taken.append(
@@ -203,8 +227,16 @@ def preflight(settings: Settings, names: Sequence[str]) -> None:
 
 
 # Services start tier by tier: everything in a tier is launched at once, then each is waited
-# for. A tier needs only the tiers before it (MLflow needs PostgreSQL and S3; the API, MLflow).
-TIERS = (("postgres",), ("s3",), ("mlflow", "datasource"), ("api", "ui"), AIRFLOW)
+# for. A tier needs only the tiers before it (MLflow needs PostgreSQL and S3; the API, MLflow;
+# Prometheus, the API and the exporter it scrapes, so its first scrape finds them up).
+TIERS = (
+    ("postgres",),
+    ("s3",),
+    ("mlflow", "datasource"),
+    ("api", "ui", "exporter"),
+    ("prometheus",),
+    AIRFLOW,
+)
 AIRFLOW_COMPONENT = {
     "airflow-api-server": "metadatabase",
     "airflow-scheduler": "scheduler",
@@ -247,6 +279,8 @@ def _launch(settings: Settings, name: str) -> None:
         service(settings, name).start(s3.command(), s3.env())
     elif name == "mlflow":
         service(settings, name).start(server_command(settings), server_env(settings))
+    elif name == "prometheus":
+        _launch_prometheus(settings)
     elif name in AIRFLOW:
         if name == "airflow-api-server" and pid_of(settings, name) is None:
             _migrate_airflow(settings)  # before any Airflow server reads the schema
@@ -258,8 +292,22 @@ def _launch(settings: Settings, name: str) -> None:
             "datasource": _mlops("datasource", "serve"),
             "api": _mlops("serve", "api"),
             "ui": _mlops("serve", "ui"),
+            "exporter": _mlops("serve", "exporter"),
         }[name]
         service(settings, name).start(command, settings.to_env())
+
+
+def _launch_prometheus(settings: Settings) -> None:
+    """Write its config and rules, then start it; a running one re-reads them (SIGHUP)."""
+    executable = local_prometheus.binary()
+    if executable is None:
+        return
+    local_prometheus.write_config(settings)
+    running = pid_of(settings, "prometheus")
+    if running is not None:
+        local_prometheus.reload(running)
+        return
+    service(settings, "prometheus").start(local_prometheus.command(settings, executable))
 
 
 def _await(settings: Settings, name: str, timeout_s: float | None = None) -> None:
@@ -292,6 +340,8 @@ def _await(settings: Settings, name: str, timeout_s: float | None = None) -> Non
         "datasource": f"{settings.datasource_url}/healthz",
         "api": f"{settings.api_url}/healthz",
         "ui": f"http://127.0.0.1:{settings.ui_port}/_stcore/health",
+        "exporter": f"http://127.0.0.1:{settings.exporter_port}/metrics",
+        "prometheus": local_prometheus.ready_url(settings),
     }[name]
     wait_until(name, lambda: answers(health), timeout_s or 120, process)
 
@@ -338,6 +388,9 @@ def up(
     mark_state(settings.state_dir)
     for tier in TIERS:
         members = [name for name in tier if name in names]
+        for name in [name for name in members if not available(name)]:
+            progress(name, "skipped", local_prometheus.MISSING)
+            members.remove(name)
         running = {name: pid_of(settings, name) is not None for name in members}
         started = time.monotonic()
         current = ""
