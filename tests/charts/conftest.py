@@ -52,7 +52,7 @@ SERVICES = {
     "mlflow": {"mlflow": [5000]},
     "prometheus": {"prometheus": [9090]},
     "grafana": {"grafana": [3000]},
-    "airflow": {"airflow-webserver": [8080]},
+    "airflow": {"airflow-webserver": [8080], "airflow-statsd": [9102, 9125]},
     "fastapi": {"fastapi": [8989]},
     "streamlit": {"streamlit": [8501], "streamlit-exporter": [9188]},
     "datasource": {"datasource": [80]},
@@ -83,12 +83,24 @@ TEST_COMPONENT = "test"
 
 
 # A chart's second server, on a port of its own with clients of its own (charts/README.md's flows
-# table): the streamlit chart's loop exporter (`mlops serve exporter`), scraped by Prometheus. Its
+# table): the streamlit chart's loop exporter (`mlops serve exporter`) and the airflow chart's
+# statsd-exporter (metrics.*), scraped by Prometheus. Its
 # rule in the chart's one policy comes after the clients' and before the `helm test` pod's. FLOWS
 # lists the chart's main server only: compare client_rules() with FLOWS, exporter_rules() with
 # EXPORTER_FLOWS (chart -> (pod port, client names)).
-EXPORTER_FLOWS: dict[str, tuple[int, set[str]]] = {"streamlit": (9188, {"prometheus"})}
-EXPORTER_PORTS = {port for port, _ in EXPORTER_FLOWS.values()}
+EXPORTER_FLOWS: dict[str, tuple[int, set[str]]] = {
+    "streamlit": (9188, {"prometheus"}),
+    "airflow": (9102, {"prometheus"}),
+}
+# Where the exporter's values live (networkPolicy.allowedClients of its scrapers).
+EXPORTER_VALUES = {"streamlit": "exporter", "airflow": "metrics"}
+# An exporter that also receives: Airflow's statsd-exporter takes StatsD from the chart's own
+# Airflow pods (its release's name and instance labels) on UDP, in a rule of its own between the
+# clients' and the scrapers'. chart -> (pod port, protocol).
+EXPORTER_INGEST: dict[str, tuple[int, str]] = {"airflow": (9125, "UDP")}
+EXPORTER_PORTS = {port for port, _ in EXPORTER_FLOWS.values()} | {
+    port for port, _ in EXPORTER_INGEST.values()
+}
 
 
 def is_exporter_object(obj: dict[str, Any]) -> bool:

@@ -19,6 +19,8 @@ from tests.charts.conftest import (
     CHARTS_DIR,
     COMPONENTS,
     EXPORTER_FLOWS,
+    EXPORTER_INGEST,
+    EXPORTER_VALUES,
     FLOWS,
     HelmError,
     all_containers,
@@ -150,13 +152,26 @@ def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str)
     # An exporter's scrapers: a rule of their own on its port only, before the test pod's.
     if chart in EXPORTER_FLOWS:
         port, scrapers = EXPORTER_FLOWS[chart]
-        assert ports_behind_services(objects, exporter=True) == [port]
-        names = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text())["exporter"][
-            "networkPolicy"
-        ]["allowedClients"]
+        ingest = []
+        if chart in EXPORTER_INGEST:  # the chart's own pods send to the exporter
+            in_port, protocol = EXPORTER_INGEST[chart]
+            assert ports_behind_services(objects, exporter=True) == [port, in_port]
+            assert in_port in {p for w in selected for p in container_ports(w).values()}
+            ingest = [
+                {
+                    "from": [{"podSelector": {"matchLabels": labels}}],
+                    "ports": [{"port": in_port, "protocol": protocol}],
+                }
+            ]
+        else:
+            assert ports_behind_services(objects, exporter=True) == [port]
+        names = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text())[
+            EXPORTER_VALUES[chart]
+        ]["networkPolicy"]["allowedClients"]
         assert set(names) == scrapers
         assert exporter_rules(found) == [
-            {"from": [peer(name) for name in names], "ports": [{"port": port, "protocol": "TCP"}]}
+            *ingest,
+            {"from": [peer(name) for name in names], "ports": [{"port": port, "protocol": "TCP"}]},
         ]
         assert port in {p for w in selected for p in container_ports(w).values()}
     else:

@@ -98,6 +98,11 @@ affinity:
 {{- printf "%s-webserver" (include "airflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Name of the statsd-exporter's Deployment and Service (metrics.enabled): airflow-statsd. */}}
+{{- define "airflow.statsdName" -}}
+{{- printf "%s-statsd" (include "airflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* ServiceAccount of the scheduler with KubernetesExecutor (it creates the task pods). */}}
 {{- define "airflow.schedulerServiceAccountName" -}}
 {{- printf "%s-scheduler" (include "airflow.fullname" .) | trunc 63 | trimSuffix "-" }}
@@ -222,6 +227,22 @@ through Kubernetes' $(VAR) expansion, so no password is ever written in a pod sp
   value: "8080"
 - name: AIRFLOW__API__WORKERS
   value: {{ .Values.apiServer.workers | quote }}
+{{- if .Values.metrics.enabled }}
+# Airflow's own metrics ([metrics], docs/metrics.md "Metrics of Airflow"): StatsD over UDP to the
+# statsd-exporter <fullname>-statsd, which turns the dotted names into labelled Prometheus metrics
+# for the prometheus chart (scrape.airflow). Legacy names carry the DAG and task ids in the name,
+# which is what the exporter's mapping (files/statsd-mapping.yml) reads the labels from.
+- name: AIRFLOW__METRICS__STATSD_ON
+  value: "True"
+- name: AIRFLOW__METRICS__STATSD_HOST
+  value: {{ include "airflow.statsdName" . | quote }}
+- name: AIRFLOW__METRICS__STATSD_PORT
+  value: {{ .Values.metrics.statsdPort | quote }}
+- name: AIRFLOW__METRICS__STATSD_PREFIX
+  value: airflow
+- name: AIRFLOW__METRICS__LEGACY_NAMES_ON
+  value: "True"
+{{- end }}
 # Caches of libraries (matplotlib for SHAP plots, ...) go to the writable /tmp.
 - name: XDG_CACHE_HOME
   value: /tmp/.cache
