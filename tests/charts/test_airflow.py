@@ -1105,6 +1105,117 @@ def test_mapping_produces_exactly_the_documented_metrics() -> None:
         assert name.endswith("_seconds") == (kind == "histogram" or "time" in name), name
 
 
+# What Airflow's code sends: the calls of Airflow 3.3's scheduler, dag-processor, triggerer,
+# executor and task runner (same names, same tags), through its own StatsD backend, to a UDP socket.
+_EMIT = """
+import json, os, socket, sys, time
+from datetime import timedelta
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 0))
+sock.settimeout(1)
+os.environ["AIRFLOW__METRICS__STATSD_PORT"] = str(sock.getsockname()[1])
+from airflow.configuration import conf
+from airflow.observability import stats
+from airflow.observability.metrics import stats_utils
+stats.initialize(
+    factory=stats_utils.get_stats_factory(),
+    export_legacy_names=conf.getboolean("metrics", "legacy_names_on"),
+)
+ti = {"dag_id": "data_pipeline", "task_id": "group.collect_batch"}
+stats.incr("ti.start", tags=ti)
+stats.incr("ti.finish", tags={**ti, "state": "failed"})
+stats.timing("task.duration", 1500.0, tags=ti)
+run = {"dag_id": "modeling_pipeline", "run_type": "scheduled"}
+stats.timing("dagrun.duration.failed", timedelta(seconds=12), tags=run)
+stats.timing("dagrun.schedule_delay", timedelta(seconds=2), tags=run)
+for job in ("scheduler", "dag_processor", "triggerer"):
+    stats.incr(f"{job}_heartbeat", 1, 1)
+stats.gauge("scheduler.dagruns.running", 2)
+stats.gauge("scheduler.tasks.starving", 0)
+for name in ("open_slots", "queued_tasks", "running_tasks"):
+    stats.gauge(f"executor.{name}", 3, tags={"executor_class_name": "CeleryExecutor"})
+for name in ("open_slots", "queued_slots", "running_slots"):
+    stats.gauge(f"pool.{name}", 5, tags={"pool_name": "default_pool"})
+stats.gauge("dag_processing.import_errors", 1)
+stats.gauge("dag_processing.total_parse_time", 4.2)
+stats.gauge("dagbag_size", 3)
+lines = []
+try:
+    while True:
+        lines += sock.recvfrom(65535)[0].decode().split("\\n")
+except socket.timeout:
+    pass
+print("LINES" + json.dumps([line for line in lines if line]))
+"""
+
+
+def map_statsd_line(line: str, mappings: list[dict[str, Any]]) -> tuple[str, dict[str, str]] | None:
+    """statsd_exporter's mapping of one StatsD line, glob rules in order (None: dropped)."""
+    name, rest = line.split(":", 1)
+    kind = {"c": "counter", "g": "gauge", "ms": "observer"}[rest.split("|")[1]]
+    for mapping in mappings:
+        if mapping.get("action") == "drop":
+            return None
+        pattern, parts = mapping["match"].split("."), name.split(".")
+        if mapping["match_metric_type"] != kind or len(pattern) != len(parts):
+            continue
+        if all(p in ("*", n) for p, n in zip(pattern, parts, strict=True)):
+            captured = [n for p, n in zip(pattern, parts, strict=True) if p == "*"]
+            labels = {
+                k: captured[int(v.strip("${}")) - 1] for k, v in mapping.get("labels", {}).items()
+            }
+            return mapping["name"], labels
+    return None
+
+
+def test_what_airflow_sends_maps_to_every_documented_metric() -> None:
+    """Airflow's own StatsD lines (legacy names on, as the chart sets) become the documented
+    metrics with their labels; the unlabelled duplicates Airflow also sends are dropped."""
+    env = {
+        **os.environ,
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        "AIRFLOW__METRICS__LEGACY_NAMES_ON": "True",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    if importlib.util.find_spec("statsd") is None:
+        pytest.fail("the statsd client is missing: make install (requirements.lock pins it)")
+    with tempfile.TemporaryDirectory() as home:
+        result = subprocess.run(
+            [sys.executable, "-c", _EMIT],
+            capture_output=True,
+            text=True,
+            env={**env, "AIRFLOW_HOME": home},
+            check=False,
+            timeout=120,
+        )
+    line = next((x for x in result.stdout.splitlines() if x.startswith("LINES")), None)
+    assert line, result.stderr[-3000:]
+    mappings = yaml.safe_load(MAPPING.read_text())["mappings"]
+    mapped, dropped = {}, set()
+    for statsd_line in json.loads(line.removeprefix("LINES")):
+        found = map_statsd_line(statsd_line, mappings)
+        if found:
+            mapped[found[0]] = found[1]
+        else:
+            dropped.add(statsd_line.split(":")[0].removeprefix("airflow."))
+    assert set(mapped) == set(airflow_metrics_doc())
+    # Dropped: the same metrics under their new, unlabelled names (plain StatsD has no tags).
+    assert {"ti.finish", "dagrun.duration.failed", "executor.queued_tasks"} <= dropped
+    assert dropped <= set(airflow_metric_registry()) | {"dagrun.duration.failed"}
+    # A dot in a task id (a task group) arrives as `__`.
+    task = {"dag_id": "data_pipeline", "task_id": "group__collect_batch"}
+    assert mapped["airflow_ti_finish_total"] == {**task, "state": "failed"}
+    assert mapped["airflow_task_duration_seconds"] == task
+    assert mapped["airflow_dagrun_duration_seconds"] == {
+        "dag_id": "modeling_pipeline",
+        "state": "failed",
+    }
+    assert mapped["airflow_executor_queued_tasks"] == {"executor": "CeleryExecutor"}
+    assert mapped["airflow_pool_open_slots"] == {"pool": "default_pool"}
+
+
 # --- helm test (templates/tests/test-connection.yaml) --------------------------------------------
 # The command the pod runs. The pod itself, its NetworkPolicy rule, its `tests` values and that the
 # URL is the Service's name and port (also in the umbrella's case): test_helm_test_pods.py.
