@@ -152,6 +152,7 @@ define k8s_wait_package_3
 	$(KUBECTL) rollout status deployment/airflow-dag-processor -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/airflow-triggerer -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/airflow-worker -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
+	$(KUBECTL) rollout status deployment/airflow-statsd -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/fastapi -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/streamlit -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)
 	$(KUBECTL) rollout status deployment/streamlit-exporter -n $(NAMESPACE) --timeout=$(K8S_TIMEOUT)

@@ -52,7 +52,7 @@ SERVICES = {
     "mlflow": {"mlflow": [5000]},
     "prometheus": {"prometheus": [9090]},
     "grafana": {"grafana": [3000]},
-    "airflow": {"airflow-webserver": [8080]},
+    "airflow": {"airflow-webserver": [8080], "airflow-statsd": [9102, 9125]},
     "fastapi": {"fastapi": [8989]},
     "streamlit": {"streamlit": [8501], "streamlit-exporter": [9188]},
     "datasource": {"datasource": [80]},
@@ -83,15 +83,27 @@ TEST_COMPONENT = "test"
 
 
 # A chart's second server, on a port of its own with clients of its own (charts/README.md's flows
-# table): the streamlit chart's loop exporter (`mlops serve exporter`), scraped by Prometheus. Its
-# pods carry an app.kubernetes.io/name of their own, EXPORTER_NAMES[chart] (so the chart's main
-# Service and Deployment, whose selectors predate it, never take them), and a NetworkPolicy of
-# their own by that name admits its scrapers on its port only (no `helm test` rule: the test pod
-# calls the main server). FLOWS lists the main servers only: compare client_rules() with FLOWS,
-# exporter_rules() with EXPORTER_FLOWS (chart -> (pod port, client names)).
-EXPORTER_FLOWS: dict[str, tuple[int, set[str]]] = {"streamlit": (9188, {"prometheus"})}
-EXPORTER_NAMES = {"streamlit": "streamlit-exporter"}
-EXPORTER_PORTS = {port for port, _ in EXPORTER_FLOWS.values()}
+# table): the streamlit chart's loop exporter (`mlops serve exporter`) and the airflow chart's
+# statsd-exporter (metrics.*), scraped by Prometheus. Their pods carry an app.kubernetes.io/name of
+# their own, EXPORTER_NAMES[chart] (so the chart's main Services and Deployments never take them,
+# nor their selectors the chart's other pods), and a NetworkPolicy of their own by that name admits
+# their scrapers on its port only (no `helm test` rule: the test pod calls the main server). FLOWS
+# lists the main servers only: compare client_rules() with FLOWS, exporter_rules() with
+# EXPORTER_FLOWS (chart -> (pod port, client names)).
+EXPORTER_FLOWS: dict[str, tuple[int, set[str]]] = {
+    "streamlit": (9188, {"prometheus"}),
+    "airflow": (9102, {"prometheus"}),
+}
+EXPORTER_NAMES = {"streamlit": "streamlit-exporter", "airflow": "airflow-statsd"}
+# Where the exporter's values live (networkPolicy.allowedClients of its scrapers).
+EXPORTER_VALUES = {"streamlit": "exporter", "airflow": "metrics"}
+# An exporter that also receives: Airflow's statsd-exporter takes StatsD from the chart's own
+# Airflow pods (its release's name and instance labels) on UDP, in the first rule of its own
+# policy, before the scrapers'. chart -> (pod port, protocol).
+EXPORTER_INGEST: dict[str, tuple[int, str]] = {"airflow": (9125, "UDP")}
+EXPORTER_PORTS = {port for port, _ in EXPORTER_FLOWS.values()} | {
+    port for port, _ in EXPORTER_INGEST.values()
+}
 
 
 def is_exporter_object(obj: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from tests.charts.conftest import (
     env_of,
     helm,
     helm_test_command,
+    is_exporter_object,
     one,
     pod_labels,
     pod_spec,
@@ -96,8 +97,13 @@ def pod_template(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def pods(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every workload, plus the KubernetesExecutor pod template."""
-    found = [(w["metadata"]["name"], pod_spec(w)) for w in workloads(objects)]
+    """(name, pod spec) of every workload that runs Airflow, plus the KubernetesExecutor pod
+    template: all but the statsd-exporter (metrics.*, its own tests below)."""
+    found = [
+        (w["metadata"]["name"], pod_spec(w))
+        for w in workloads(objects)
+        if not is_exporter_object(w)
+    ]
     if any(o["metadata"]["name"] == "airflow-pod-template" for o in by_kind(objects, "ConfigMap")):
         found.append(("pod-template", pod_template(objects)["spec"]))
     return found
@@ -176,9 +182,15 @@ def test_defaults_render_the_guide_objects() -> None:
         assert obj["metadata"]["namespace"] == "mlops"
 
 
+def webserver_service(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The api-server's Service (the other one is the statsd-exporter's, metrics.enabled)."""
+    (service,) = [s for s in by_kind(objects, "Service") if not is_exporter_object(s)]
+    return service
+
+
 def test_webserver_service_is_airflow_webserver_8080_on_the_api_server() -> None:
     objects = render_chart(CHART)
-    service = one(objects, "Service")
+    service = webserver_service(objects)
     assert service["metadata"]["name"] == "airflow-webserver"
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8080, "http")]
     api = deployment(objects, "api-server")
@@ -192,9 +204,10 @@ def test_webserver_service_is_airflow_webserver_8080_on_the_api_server() -> None
 
 def test_service_name_follows_the_release_and_overrides() -> None:
     renamed = render_chart(CHART, release="orchestrator")
-    assert one(renamed, "Service")["metadata"]["name"] == "orchestrator-airflow-webserver"
+    assert webserver_service(renamed)["metadata"]["name"] == "orchestrator-airflow-webserver"
+    assert one(renamed, "Service", "orchestrator-airflow-statsd")
     overridden = render_chart(CHART, {"fullnameOverride": "airflow"}, release="mlops")
-    assert one(overridden, "Service")["metadata"]["name"] == "airflow-webserver"
+    assert webserver_service(overridden)["metadata"]["name"] == "airflow-webserver"
     env = env_of(pod_spec(deployment(overridden, "worker"))["containers"][0])
     assert (
         env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]["value"]
@@ -818,6 +831,8 @@ def test_logs_are_emptydirs_or_one_claim() -> None:
     assert claim["spec"]["resources"]["requests"]["storage"] == "3Gi"
     assert claim["metadata"]["labels"]["app"] == "airflow"
     for workload in by_kind(objects, "Deployment"):
+        if is_exporter_object(workload):
+            continue
         logs = {v["name"]: v for v in pod_spec(workload)["volumes"]}["logs"]
         assert logs["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     for job in by_kind(objects, "Job"):  # hooks may run before the claim exists
@@ -828,7 +843,9 @@ def test_pods_carry_the_chart_label() -> None:
     for values in MODES.values():
         objects = render_chart(CHART, values)
         for workload in workloads(objects):
-            assert pod_labels(workload)["app.kubernetes.io/name"] == "airflow"
+            # The statsd-exporter's pods carry their own (its policy: statsd-networkpolicy.yaml).
+            name = "airflow-statsd" if is_exporter_object(workload) else "airflow"
+            assert pod_labels(workload)["app.kubernetes.io/name"] == name
 
 
 # --- network (the NetworkPolicy: test_network_policies.py) ---------------------------------------
@@ -863,6 +880,369 @@ def test_ci_files_cover_the_notable_modes() -> None:
     assert {"local-executor", "kubernetes-executor", "gitsync-disabled", "umbrella-hooks"} <= stems
     umbrella = yaml.safe_load((CHARTS_DIR / CHART / "ci" / "umbrella-hooks.yaml").read_text())
     assert umbrella["migrateJob"]["helmHook"] == "post-install,post-upgrade"
+
+
+# --- Airflow's metrics: StatsD to the statsd-exporter (metrics.*) ---------------------------------
+
+STATSD_IMAGE = "prom/statsd-exporter:v0.28.0"
+MAPPING = CHARTS_DIR / CHART / "files" / "statsd-mapping.yml"
+METRICS_DOC = CHARTS_DIR.parent / "docs" / "metrics.md"
+# prometheus/statsd_exporter v0.28.0, pkg/mapper/mapper.go: what its config loader accepts (a
+# mapping file it refuses stops the exporter at start).
+_STATSD_SEGMENT = r"[a-zA-Z_]([a-zA-Z0-9_\-])*"
+_STATSD_NEXT = r"[a-zA-Z0-9_]([a-zA-Z0-9_\-])*"
+_TEMPLATE = r"(\$\{?\d+\}?)"
+STATSD_MATCH = re.compile(rf"^(\*|{_STATSD_SEGMENT})(\.\*|\.{_STATSD_NEXT})*$")
+STATSD_NAME = re.compile(rf"^([a-zA-Z_]|{_TEMPLATE})([a-zA-Z0-9_]|{_TEMPLATE})*$")
+STATSD_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]+$")
+STATSD_TYPES = {"counter": "counter", "gauge": "gauge", "observer": "timer"}
+
+
+def statsd_exporter(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objects, "Deployment", "airflow-statsd")
+
+
+def airflow_metrics_doc() -> dict[str, tuple[str, str]]:
+    """docs/metrics.md, "Metrics of Airflow": name -> (type, labels cell)."""
+    section = METRICS_DOC.read_text().split("# Metrics of Airflow", 1)[1]
+    rows = re.findall(r"^\|\s*`(airflow_[a-z0-9_]+)`\s*\|\s*([a-z]+)\s*\|([^|]*)\|", section, re.M)
+    assert rows, "no Airflow metric table in docs/metrics.md"
+    return {name: (kind, labels) for name, kind, labels in rows}
+
+
+def airflow_metric_registry() -> dict[str, str]:
+    """Airflow's own list of its metrics (metrics_template.yaml of the installed Airflow, read as a
+    file): every name and legacy name -> its type (counter, gauge, timer)."""
+    spec = importlib.util.find_spec("airflow")
+    assert spec
+    assert spec.submodule_search_locations
+    root = Path(next(iter(spec.submodule_search_locations)))
+    (path,) = root.glob("_shared/observability/metrics/metrics_template.yaml")
+    found = {}
+    for metric in yaml.safe_load(path.read_text())["metrics"]:
+        for key in ("name", "legacy_name"):
+            if metric.get(key, "-") != "-":
+                found[metric[key]] = metric["type"]
+    return found
+
+
+def test_every_airflow_container_sends_statsd_to_the_exporter_service() -> None:
+    """[metrics] of Airflow 3.3's config.yml, set in every Airflow container and the task pods'
+    template, pointing at the exporter's Service and its UDP port."""
+    options = airflow_config_options()["metrics"]
+    for mode, values in MODES.items():
+        objects = render_chart(CHART, values)
+        service = one(objects, "Service", "airflow-statsd")
+        (udp,) = [p for p in service["spec"]["ports"] if p["protocol"] == "UDP"]
+        for name, spec in pods(objects):
+            for container in airflow_containers(spec):
+                env = env_of(container)
+                where = f"{mode}: {name}/{container['name']}"
+                metrics = {
+                    key.removeprefix("AIRFLOW__METRICS__").lower(): env[key]["value"]
+                    for key in env
+                    if key.startswith("AIRFLOW__METRICS__")
+                }
+                assert set(metrics) <= options, where
+                assert metrics == {
+                    "statsd_on": "True",
+                    "statsd_host": "airflow-statsd",
+                    "statsd_port": str(udp["port"]),
+                    "statsd_prefix": "airflow",
+                    "legacy_names_on": "True",
+                }, where
+
+
+def test_statsd_exporter_runs_pinned_non_root_read_only_with_the_mapping() -> None:
+    objects = render_chart(CHART)
+    exporter = statsd_exporter(objects)
+    assert is_exporter_object(exporter)
+    assert exporter["spec"]["replicas"] == 1
+    spec = pod_spec(exporter)
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 65534
+    (container,) = spec["containers"]
+    assert container["image"] == STATSD_IMAGE
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert flag(container, "statsd.listen-udp") == ":9125"
+    assert flag(container, "statsd.listen-tcp") == "", "Airflow sends UDP only"
+    assert flag(container, "web.listen-address") == ":9102"
+    config = flag(container, "statsd.mapping-config")
+    assert config
+    ports = {(p["name"], p["containerPort"], p["protocol"]) for p in container["ports"]}
+    assert ports == {("statsd", 9125, "UDP"), ("metrics", 9102, "TCP")}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "metrics"}
+    requests = container["resources"]["requests"]
+    assert (requests["cpu"], requests["memory"]) == ("10m", "32Mi"), "tiny: the 7 GiB budget"
+    (mount,) = container["volumeMounts"]
+    assert config.startswith(mount["mountPath"] + "/")
+    volume = {v["name"]: v for v in spec["volumes"]}[mount["name"]]
+    configmap = one(objects, "ConfigMap", volume["configMap"]["name"])
+    key = config.rsplit("/", 1)[1]
+    assert yaml.safe_load(configmap["data"][key]) == yaml.safe_load(MAPPING.read_text())
+    assert exporter["spec"]["template"]["metadata"]["annotations"]["checksum/mapping"]
+    service = one(objects, "Service", "airflow-statsd")
+    assert service["spec"]["selector"].items() <= pod_labels(exporter).items()
+    assert [(p["port"], p["targetPort"], p["protocol"]) for p in service["spec"]["ports"]] == [
+        (9102, "metrics", "TCP"),
+        (9125, "statsd", "UDP"),
+    ]
+    for other in workloads(objects):  # the Service reaches the exporter only
+        if other is not exporter:
+            assert not service["spec"]["selector"].items() <= pod_labels(other).items()
+
+
+def test_metrics_disabled_leaves_no_trace() -> None:
+    objects = render_chart(CHART, {"metrics": {"enabled": False}})
+    assert not [o for o in objects if "statsd" in o["metadata"]["name"]]
+    for name, spec in pods(objects):
+        for container in airflow_containers(spec):
+            assert not [k for k in env_of(container) if k.startswith("AIRFLOW__METRICS__")], name
+    ingress = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    ports = {p["port"] for rule in ingress for p in rule["ports"]}
+    assert not ports & {9102, 9125}
+
+
+def test_exporter_pods_are_their_own_and_the_airflow_policy_admits_nothing_of_them() -> None:
+    """The exporter's pods are app.kubernetes.io/name airflow-statsd: no Airflow Deployment's
+    selector nor the Airflow policy takes them, its selector takes no Airflow pod, and the Airflow
+    policy admits neither of its ports (other charts admit Airflow by name, not the exporter)."""
+    objects = render_chart(CHART, release="mlops", values={"fullnameOverride": "airflow"})
+    exporter = statsd_exporter(objects)
+    own = {"app.kubernetes.io/name": "airflow-statsd", "app.kubernetes.io/instance": "mlops"}
+    assert exporter["spec"]["selector"]["matchLabels"] == own
+    assert own.items() <= pod_labels(exporter).items()
+    for other in workloads(objects):
+        if other is exporter:
+            continue
+        assert not own.items() <= pod_labels(other).items(), other["metadata"]["name"]
+        if other["kind"] == "Deployment":
+            selector = other["spec"]["selector"]["matchLabels"]
+            assert not selector.items() <= pod_labels(exporter).items(), other["metadata"]["name"]
+    main = one(objects, "NetworkPolicy", "airflow")
+    assert not main["spec"]["podSelector"]["matchLabels"].items() <= pod_labels(exporter).items()
+    ports = {p["port"] for rule in main["spec"]["ingress"] for p in rule["ports"]}
+    assert not ports & {9102, 9125}
+    assert one(objects, "NetworkPolicy", "airflow-statsd")["spec"]["podSelector"] == {
+        "matchLabels": own
+    }
+
+
+def test_policy_admits_statsd_from_this_release_and_scrapes_from_prometheus_only() -> None:
+    objects = render_chart(CHART, release="mlops", values={"fullnameOverride": "airflow"})
+    rules = one(objects, "NetworkPolicy", "airflow-statsd")["spec"]["ingress"]
+    by_port = {(p["port"], p["protocol"]): rule["from"] for rule in rules for p in rule["ports"]}
+    assert set(by_port) == {(9125, "UDP"), (9102, "TCP")}
+    assert by_port[(9125, "UDP")] == [
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "airflow",
+                    "app.kubernetes.io/instance": "mlops",
+                }
+            }
+        }
+    ]
+    assert by_port[(9102, "TCP")] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    ]
+    nobody = render_chart(CHART, {"metrics": {"networkPolicy": {"allowedClients": []}}})
+    rules = one(nobody, "NetworkPolicy", "airflow-statsd")["spec"]["ingress"]
+    assert [p["port"] for r in rules for p in r["ports"]] == [9125]
+    off = render_chart(CHART, {"networkPolicy": {"enabled": False}})
+    assert by_kind(off, "NetworkPolicy") == []
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"metrics": {"image": {"tag": "latest"}}}, "/metrics/image/tag"),
+        ({"metrics": {"statsdPort": 0}}, "/metrics/statsdPort"),
+        ({"metrics": {"port": "9102"}}, "/metrics/port"),
+        ({"metrics": {"networkPolicy": {"allowedClients": ["Not A Label"]}}}, "allowedClients"),
+        ({"metrics": {"mapping": "x"}}, "metrics"),
+    ],
+    ids=["latest", "port-0", "port-string", "bad-client", "unknown-key"],
+)
+def test_schema_rejects_bad_metrics_values(values: dict[str, Any], where: str) -> None:
+    with pytest.raises(HelmError, match=where):
+        render_chart(CHART, values)
+
+
+def test_mapping_is_valid_for_statsd_exporter_and_maps_airflows_own_names() -> None:
+    """Each mapping passes statsd_exporter v0.28's config checks and matches a name Airflow's
+    metric registry lists (legacy names with their variables as `*`), of the same type; the last
+    one drops the rest."""
+    config = yaml.safe_load(MAPPING.read_text())
+    assert config["defaults"]["observer_type"] == "histogram"
+    *mappings, last = config["mappings"]
+    assert last == {"match": ".", "match_type": "regex", "action": "drop", "name": "dropped"}
+    registry = airflow_metric_registry()
+    patterns = {re.sub(r"\{[a-z_]+\}", "*", name): kind for name, kind in registry.items()}
+    for mapping in mappings:
+        match = mapping["match"]
+        assert STATSD_MATCH.match(match), match
+        assert STATSD_NAME.match(mapping["name"]), mapping["name"]
+        assert all(STATSD_LABEL.match(label) for label in mapping.get("labels", {})), match
+        assert match.startswith("airflow."), "statsd_prefix airflow"
+        pattern = match.removeprefix("airflow.").split(".")
+        # Registry names it covers: a `*` of the mapping stands for a variable of the name or for
+        # a word (dagrun.duration.<success|failed>.<dag_id>).
+        covered = {
+            kind
+            for name, kind in patterns.items()
+            if len(name.split(".")) == len(pattern)
+            and all(
+                m in ("*", r) and not (r == "*" and m != "*")
+                for m, r in zip(pattern, name.split("."), strict=True)
+            )
+        }
+        version = airflow_facts()["version"]
+        assert covered, f"{match}: not a metric of Airflow {version}"
+        assert covered == {STATSD_TYPES[mapping["match_metric_type"]]}, match
+        captures = {int(v.strip("${}")) for v in mapping.get("labels", {}).values()}
+        assert captures == set(range(1, match.count("*") + 1)), f"{match}: every * is a label"
+
+
+def test_mapping_produces_exactly_the_documented_metrics() -> None:
+    """docs/metrics.md lists every name the mapping produces, with its type and labels (the alert
+    rules and the Pipelines dashboard are checked against that list by test_promql.py)."""
+    documented = airflow_metrics_doc()
+    mappings = yaml.safe_load(MAPPING.read_text())["mappings"][:-1]
+    produced = {m["name"]: m for m in mappings}
+    assert len(produced) == len(mappings), "one mapping per name"
+    assert set(produced) == set(documented)
+    for name, mapping in produced.items():
+        kind, labels = documented[name]
+        expected = {
+            "observer": "histogram",
+            "counter": "counter",
+            "gauge": "gauge",
+        }[mapping["match_metric_type"]]
+        assert kind == expected, name
+        assert set(re.findall(r"`([a-z_]+)`", labels.split("(")[0])) <= set(
+            mapping.get("labels", {})
+        ), name
+        for label in mapping.get("labels", {}):
+            assert f"`{label}`" in labels, f"{name}: label {label} not documented"
+        assert name.endswith("_total") == (kind == "counter"), name
+        assert name.endswith("_seconds") == (kind == "histogram" or "time" in name), name
+
+
+# What Airflow's code sends: the calls of Airflow 3.3's scheduler, dag-processor, triggerer,
+# executor and task runner (same names, same tags), through its own StatsD backend, to a UDP socket.
+_EMIT = """
+import json, os, socket, sys, time
+from datetime import timedelta
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 0))
+sock.settimeout(1)
+os.environ["AIRFLOW__METRICS__STATSD_PORT"] = str(sock.getsockname()[1])
+from airflow.configuration import conf
+from airflow.observability import stats
+from airflow.observability.metrics import stats_utils
+stats.initialize(
+    factory=stats_utils.get_stats_factory(),
+    export_legacy_names=conf.getboolean("metrics", "legacy_names_on"),
+)
+ti = {"dag_id": "data_pipeline", "task_id": "group.collect_batch"}
+stats.incr("ti.start", tags=ti)
+stats.incr("ti.finish", tags={**ti, "state": "failed"})
+stats.timing("task.duration", 1500.0, tags=ti)
+run = {"dag_id": "modeling_pipeline", "run_type": "scheduled"}
+stats.timing("dagrun.duration.failed", timedelta(seconds=12), tags=run)
+stats.timing("dagrun.schedule_delay", timedelta(seconds=2), tags=run)
+for job in ("scheduler", "dag_processor", "triggerer"):
+    stats.incr(f"{job}_heartbeat", 1, 1)
+stats.gauge("scheduler.dagruns.running", 2)
+stats.gauge("scheduler.tasks.starving", 0)
+for name in ("open_slots", "queued_tasks", "running_tasks"):
+    stats.gauge(f"executor.{name}", 3, tags={"executor_class_name": "CeleryExecutor"})
+for name in ("open_slots", "queued_slots", "running_slots"):
+    stats.gauge(f"pool.{name}", 5, tags={"pool_name": "default_pool"})
+stats.gauge("dag_processing.import_errors", 1)
+stats.gauge("dag_processing.total_parse_time", 4.2)
+stats.gauge("dagbag_size", 3)
+lines = []
+try:
+    while True:
+        lines += sock.recvfrom(65535)[0].decode().split("\\n")
+except socket.timeout:
+    pass
+print("LINES" + json.dumps([line for line in lines if line]))
+"""
+
+
+def map_statsd_line(line: str, mappings: list[dict[str, Any]]) -> tuple[str, dict[str, str]] | None:
+    """statsd_exporter's mapping of one StatsD line, glob rules in order (None: dropped)."""
+    name, rest = line.split(":", 1)
+    kind = {"c": "counter", "g": "gauge", "ms": "observer"}[rest.split("|")[1]]
+    for mapping in mappings:
+        if mapping.get("action") == "drop":
+            return None
+        pattern, parts = mapping["match"].split("."), name.split(".")
+        if mapping["match_metric_type"] != kind or len(pattern) != len(parts):
+            continue
+        if all(p in ("*", n) for p, n in zip(pattern, parts, strict=True)):
+            captured = [n for p, n in zip(pattern, parts, strict=True) if p == "*"]
+            labels = {
+                k: captured[int(v.strip("${}")) - 1] for k, v in mapping.get("labels", {}).items()
+            }
+            return mapping["name"], labels
+    return None
+
+
+def test_what_airflow_sends_maps_to_every_documented_metric() -> None:
+    """Airflow's own StatsD lines (legacy names on, as the chart sets) become the documented
+    metrics with their labels; the unlabelled duplicates Airflow also sends are dropped."""
+    env = {
+        **os.environ,
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        "AIRFLOW__METRICS__LEGACY_NAMES_ON": "True",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    if importlib.util.find_spec("statsd") is None:
+        pytest.fail("the statsd client is missing: make install (requirements.lock pins it)")
+    with tempfile.TemporaryDirectory() as home:
+        result = subprocess.run(
+            [sys.executable, "-c", _EMIT],
+            capture_output=True,
+            text=True,
+            env={**env, "AIRFLOW_HOME": home},
+            check=False,
+            timeout=120,
+        )
+    line = next((x for x in result.stdout.splitlines() if x.startswith("LINES")), None)
+    assert line, result.stderr[-3000:]
+    mappings = yaml.safe_load(MAPPING.read_text())["mappings"]
+    mapped, dropped = {}, set()
+    for statsd_line in json.loads(line.removeprefix("LINES")):
+        found = map_statsd_line(statsd_line, mappings)
+        if found:
+            mapped[found[0]] = found[1]
+        else:
+            dropped.add(statsd_line.split(":")[0].removeprefix("airflow."))
+    assert set(mapped) == set(airflow_metrics_doc())
+    # Dropped: the same metrics under their new, unlabelled names (plain StatsD has no tags).
+    assert {"ti.finish", "dagrun.duration.failed", "executor.queued_tasks"} <= dropped
+    assert dropped <= set(airflow_metric_registry()) | {"dagrun.duration.failed"}
+    # A dot in a task id (a task group) arrives as `__`.
+    task = {"dag_id": "data_pipeline", "task_id": "group__collect_batch"}
+    assert mapped["airflow_ti_finish_total"] == {**task, "state": "failed"}
+    assert mapped["airflow_task_duration_seconds"] == task
+    assert mapped["airflow_dagrun_duration_seconds"] == {
+        "dag_id": "modeling_pipeline",
+        "state": "failed",
+    }
+    assert mapped["airflow_executor_queued_tasks"] == {"executor": "CeleryExecutor"}
+    assert mapped["airflow_pool_open_slots"] == {"pool": "default_pool"}
 
 
 # --- helm test (templates/tests/test-connection.yaml) --------------------------------------------

@@ -1,6 +1,6 @@
 """Alert rules that fire when they should and stay quiet otherwise: ``promtool test rules`` on
-the prometheus chart's rendered rule files (mlops-api.yml, mlops-loop.yml), with input series
-written per case."""
+the prometheus chart's rendered rule files (mlops-api.yml, mlops-loop.yml, airflow.yml), with input
+series written per case."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ OTHER = 'job="other", instance="10.0.0.9:8989"'
 # The loop exporter: a static target (scrape.loop).
 LOOP = 'job="mlops-loop", instance="streamlit-exporter:9188"'
 LOOP_LABELS = {"job": "mlops-loop", "instance": "streamlit-exporter:9188"}
+# Airflow's statsd-exporter: a static target (scrape.airflow).
+AIRFLOW = 'job="airflow", instance="airflow-statsd:9102"'
+AIRFLOW_LABELS = {"job": "airflow", "instance": "airflow-statsd:9102"}
+FAILED_RUNS = (
+    f'airflow_dagrun_duration_seconds_count{{{AIRFLOW}, state="failed", dag_id="data_pipeline"}}'
+)
+HEARTBEATS = f"airflow_scheduler_heartbeat_total{{{AIRFLOW}}}"
 
 
 CASES = [
@@ -295,6 +302,94 @@ CASES = [
         fires=False,
         at="40m",
     ),
+    Case(
+        "AirflowMetricsScrapeDown",
+        {f"up{{{AIRFLOW}}}": "1 1 1 0x20"},
+        fires=True,
+        labels=AIRFLOW_LABELS,
+        annotations={
+            "summary": "Prometheus cannot scrape Airflow's statsd-exporter (airflow-statsd:9102)"
+        },
+    ),
+    Case("AirflowMetricsScrapeDown", {f"up{{{AIRFLOW}}}": "1x5 0x3 1x10"}, fires=False),
+    Case(
+        "AirflowMetricsTargetMissing",
+        {f"up{{{LOOP}}}": "1x30"},
+        fires=True,
+        at="15m",
+        labels={"job": "airflow"},
+    ),
+    Case("AirflowMetricsTargetMissing", {f"up{{{AIRFLOW}}}": "1x30"}, fires=False, at="15m"),
+    Case(  # a second failure of a DAG that had failed before
+        "AirflowDagRunFailed",
+        {f"up{{{AIRFLOW}}}": "1x120", FAILED_RUNS: "1x90 2x30"},
+        fires=True,
+        at="100m",
+        labels={"dag_id": "data_pipeline"},
+        annotations={"summary": "A run of DAG data_pipeline failed in the last 1h"},
+    ),
+    Case(  # the first failure since the exporter started: a new series at 1
+        "AirflowDagRunFailed",
+        {f"up{{{AIRFLOW}}}": "1x120", FAILED_RUNS: "_x90 1x30"},
+        fires=True,
+        at="100m",
+        labels={"dag_id": "data_pipeline"},
+        annotations={"summary": "A run of DAG data_pipeline failed in the last 1h"},
+    ),
+    Case(  # the last failure is more than an hour old; runs succeed since
+        "AirflowDagRunFailed",
+        {
+            f"up{{{AIRFLOW}}}": "1x180",
+            FAILED_RUNS: "1x180",
+            f'airflow_dagrun_duration_seconds_count{{{AIRFLOW}, state="success",'
+            ' dag_id="data_pipeline"}': "0+1x180",
+        },
+        fires=False,
+        at="150m",
+    ),
+    Case(  # Prometheus just started: an old failure in the exporter is not a new one
+        "AirflowDagRunFailed",
+        {f"up{{{AIRFLOW}}}": "1x20", FAILED_RUNS: "1x20"},
+        fires=False,
+        at="15m",
+    ),
+    Case(  # heartbeats every 5 s, then none after 10 minutes
+        "AirflowSchedulerHeartbeatStopped",
+        {f"up{{{AIRFLOW}}}": "1x30", HEARTBEATS: "0+12x10 120x20"},
+        fires=True,
+        at="30m",
+    ),
+    Case(
+        "AirflowSchedulerHeartbeatStopped",
+        {f"up{{{AIRFLOW}}}": "1x30", HEARTBEATS: "0+12x30"},
+        fires=False,
+        at="30m",
+    ),
+    Case(  # no scrape: AirflowMetricsScrapeDown says so, not this rule
+        "AirflowSchedulerHeartbeatStopped",
+        {f"up{{{AIRFLOW}}}": "0x30"},
+        fires=False,
+        at="30m",
+    ),
+    Case(  # the exporter answers, but no heartbeat ever arrived
+        "AirflowSchedulerHeartbeatStopped",
+        {f"up{{{AIRFLOW}}}": "1x30"},
+        fires=True,
+        at="30m",
+    ),
+    Case(
+        "AirflowDagImportErrors",
+        {f"airflow_dag_processing_import_errors{{{AIRFLOW}}}": "0x5 1x20"},
+        fires=True,
+        at="20m",
+        annotations={"summary": "1 DAG files fail to import"},
+    ),
+    Case(  # a broken commit fixed within minutes
+        "AirflowDagImportErrors",
+        {f"airflow_dag_processing_import_errors{{{AIRFLOW}}}": "0x5 1x3 0x20"},
+        fires=False,
+        at="20m",
+    ),
 ]
 
 
@@ -369,10 +464,10 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
 
 
 def test_every_rule_has_a_case_that_fires_and_one_that_stays_quiet() -> None:
-    """Every rule of every rule file (RULE_FILES: the API's and the loop's)."""
+    """Every rule of every rule file (RULE_FILES: the API's, the loop's and Airflow's)."""
     assert sorted(default_rule_files()) == RULE_FILES
     alerts = {rule["alert"] for rule in _rules() if "alert" in rule}
-    assert {"MlopsApiScrapeDown", "MlopsLoopNoNewData"} <= alerts
+    assert {"MlopsApiScrapeDown", "MlopsLoopNoNewData", "AirflowDagRunFailed"} <= alerts
     covered = {(case.alert, case.fires) for case in CASES}
     missing = sorted(
         f"{alert} ({'fires' if fires else 'quiet'})"

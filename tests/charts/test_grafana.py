@@ -22,9 +22,13 @@ from tests.charts.test_promql import GRAFANA_VARIABLES, dashboard_expressions, m
 
 # The provisioned dashboards and their uids: links and bookmarks use the uid, so it never changes.
 # (A "Pipelines" dashboard for Airflow's metrics comes with them, on another branch.)
-UIDS = {"inference-api.json": "mlops-inference-api", "ml-loop.json": "mlops-ml-loop"}
+UIDS = {
+    "inference-api.json": "mlops-inference-api",
+    "ml-loop.json": "mlops-ml-loop",
+    "pipelines.json": "mlops-pipelines",
+}
 # Dashboard -> the prometheus chart's scrape job its `job` variable selects.
-JOBS = {"inference-api.json": "fastapi", "ml-loop.json": "loop"}
+JOBS = {"inference-api.json": "fastapi", "ml-loop.json": "loop", "pipelines.json": "airflow"}
 
 
 def dashboards() -> dict[str, dict]:
@@ -240,6 +244,48 @@ def test_changed_dashboards_roll_the_pod() -> None:
         "annotations"
     ]
     assert {"checksum/provisioning", "checksum/dashboards"} <= set(annotations)
+
+
+def pipelines_dashboard() -> dict:
+    cm = one(render_chart("grafana"), "ConfigMap", "grafana-dashboards")
+    return json.loads(cm["data"]["pipelines.json"])
+
+
+def test_pipelines_dashboard_shows_what_the_issue_asks() -> None:
+    """ "Pipelines": DAG runs by state, failures, run durations per DAG, task outcomes, queued and
+    running tasks, scheduler heartbeat, from Airflow's statsd-exporter (docs/metrics.md; every
+    name is checked there by test_promql.py)."""
+    dash = pipelines_dashboard()
+    text = "\n".join(exprs(dash))
+    for metric in [
+        "airflow_dagrun_duration_seconds_count",  # runs by state, failures
+        'state="failed"',
+        "airflow_dagrun_duration_seconds_sum",  # mean duration per DAG
+        "airflow_dagrun_duration_seconds_bucket",  # p90 per DAG
+        "airflow_ti_finish_total",  # task outcomes
+        "airflow_task_duration_seconds_sum",
+        "airflow_executor_queued_tasks",  # queue
+        "airflow_executor_running_tasks",
+        "airflow_scheduler_heartbeat_total",
+        "airflow_dag_processing_import_errors",
+    ]:
+        assert metric in text, metric
+    assert "by (dag_id" in text
+    assert dash["uid"] == "mlops-pipelines", "a stable uid: links and bookmarks keep working"
+    assert dash["title"] == "MLOps / Pipelines"
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    cm = one(render_chart("grafana"), "ConfigMap", "grafana-provisioning")
+    (source,) = yaml.safe_load(cm["data"]["datasources.yaml"])["datasources"]
+    panels = [p for p in dash["panels"] if p["type"] != "row"]
+    assert {p["datasource"]["uid"] for p in panels} == {source["uid"]}
+    assert {t["datasource"]["uid"] for p in panels for t in p["targets"]} == {source["uid"]}
+    assert all('job="$job"' in expr for expr in exprs(dash))
+
+
+def test_dashboard_uids_are_distinct() -> None:
+    data = one(render_chart("grafana"), "ConfigMap", "grafana-dashboards")["data"]
+    uids = [json.loads(text)["uid"] for text in data.values()]
+    assert len(uids) == len(set(uids)) >= 2
 
 
 # `helm test grafana` (templates/tests/test-connection.yaml): its command, run through the CLI.

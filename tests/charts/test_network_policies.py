@@ -20,7 +20,9 @@ from tests.charts.conftest import (
     CHARTS_DIR,
     COMPONENTS,
     EXPORTER_FLOWS,
+    EXPORTER_INGEST,
     EXPORTER_NAMES,
+    EXPORTER_VALUES,
     FLOWS,
     HelmError,
     all_containers,
@@ -157,10 +159,21 @@ def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str)
     assert exporter_rules(found) == []
     if chart in EXPORTER_FLOWS:
         port, scrapers = EXPORTER_FLOWS[chart]
-        assert ports_behind_services(objects, exporter=True) == [port]
-        names = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text())["exporter"][
-            "networkPolicy"
-        ]["allowedClients"]
+        ingest = []
+        if chart in EXPORTER_INGEST:  # the chart's own pods send to the exporter
+            in_port, protocol = EXPORTER_INGEST[chart]
+            assert ports_behind_services(objects, exporter=True) == [port, in_port]
+            ingest = [
+                {
+                    "from": [{"podSelector": {"matchLabels": labels}}],
+                    "ports": [{"port": in_port, "protocol": protocol}],
+                }
+            ]
+        else:
+            assert ports_behind_services(objects, exporter=True) == [port]
+        names = yaml.safe_load((CHARTS_DIR / chart / "values.yaml").read_text())[
+            EXPORTER_VALUES[chart]
+        ]["networkPolicy"]["allowedClients"]
         assert set(names) == scrapers
         exporter = one(objects, "NetworkPolicy", EXPORTER_NAMES[chart])
         own = {"app.kubernetes.io/name": EXPORTER_NAMES[chart], "app.kubernetes.io/instance": chart}
@@ -175,10 +188,18 @@ def test_default_policy_admits_the_contract_clients_on_the_pod_ports(chart: str)
         ]
         assert taken == behind
         assert not any(w in selected for w in taken), "the main policy selects no exporter pod"
+        # No main server's selector takes an exporter pod.
+        for w in servers:
+            assert not w["spec"]["selector"]["matchLabels"].items() <= pod_labels(taken[0]).items()
+        assert exporter_rules(exporter) == exporter["spec"]["ingress"]
         assert exporter["spec"]["ingress"] == [
-            {"from": [peer(name) for name in names], "ports": [{"port": port, "protocol": "TCP"}]}
+            *ingest,
+            {"from": [peer(name) for name in names], "ports": [{"port": port, "protocol": "TCP"}]},
         ]
-        assert port in {p for w in taken for p in container_ports(w).values()}
+        listening = {p for w in taken for p in container_ports(w).values()}
+        assert port in listening
+        if chart in EXPORTER_INGEST:  # from the pods of the main policy (labels), to the exporter's
+            assert EXPORTER_INGEST[chart][0] in listening
     assert spec["ingress"] == [*client_rules(found), *helm_test_rules(found)]
     if not clients:
         assert client_rules(found) == [], "no in-cluster client: port-forward or extraFrom"

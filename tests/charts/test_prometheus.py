@@ -118,6 +118,7 @@ def test_rules_are_mounted_apart_from_the_config() -> None:
     assert [i["key"] for i in volumes["rules"]["configMap"]["items"]] == [
         "mlops-api.yml",
         "mlops-loop.yml",
+        "airflow.yml",
     ]
     assert [i["key"] for i in volumes["config"]["configMap"]["items"]] == ["prometheus.yml"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
@@ -218,11 +219,114 @@ def test_loop_scrape_can_be_turned_off() -> None:
     assert "mlops-loop.yml" not in cm["data"]
     assert not [j for j in config(values)["scrape_configs"] if j["job_name"] == "mlops-loop"]
     volumes = {v["name"]: v for v in pod_spec(one(objects, "Deployment"))["volumes"]}
-    assert [i["key"] for i in volumes["rules"]["configMap"]["items"]] == ["mlops-api.yml"]
+    assert [i["key"] for i in volumes["rules"]["configMap"]["items"]] == [
+        "mlops-api.yml",
+        "airflow.yml",
+    ]
     # alerts.enabled=false drops both rule files but keeps the scrape.
     off = render_chart("prometheus", {"alerts": {"enabled": False}})
     assert set(one(off, "ConfigMap")["data"]) == {"prometheus.yml"}
     assert loop_job(config({"alerts": {"enabled": False}}))
+
+
+# --- Airflow's metrics: job airflow, the airflow chart's statsd-exporter, rule file airflow.yml ---
+
+AIRFLOW_ALERTS = {
+    "AirflowMetricsScrapeDown",
+    "AirflowMetricsTargetMissing",
+    "AirflowDagRunFailed",
+    "AirflowSchedulerHeartbeatStopped",
+    "AirflowDagImportErrors",
+}
+
+
+def airflow_rules(values: dict | None = None) -> dict[str, dict]:
+    cm = one(render_chart("prometheus", values), "ConfigMap", "prometheus-config")
+    groups = yaml.safe_load(cm["data"]["airflow.yml"])["groups"]
+    return {r["alert"]: r for g in groups for r in g["rules"]}
+
+
+def airflow_job(cfg: dict, name: str = "airflow") -> dict:
+    return next(j for j in cfg["scrape_configs"] if j["job_name"] == name)
+
+
+def test_every_rule_file_is_mounted() -> None:
+    """A rule file in the ConfigMap but not in the rules volume's items is never loaded."""
+    for values in ({}, {"scrape": {"loop": {"enabled": False}, "airflow": {"enabled": False}}}):
+        objects = render_chart("prometheus", values)
+        files = {k for k in one(objects, "ConfigMap")["data"] if k != "prometheus.yml"}
+        volumes = {v["name"]: v for v in pod_spec(one(objects, "Deployment"))["volumes"]}
+        assert {i["key"] for i in volumes["rules"]["configMap"]["items"]} == files
+
+
+def test_airflow_exporter_is_a_static_target_of_its_own_job() -> None:
+    job = airflow_job(config())
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": ["airflow-statsd:9102"]}]
+    moved = {"scrape": {"airflow": {"jobName": "af", "service": "orch-statsd", "port": 9300}}}
+    job = airflow_job(config(moved), "af")
+    assert job["static_configs"] == [{"targets": ["orch-statsd:9300"]}]
+    rules = airflow_rules(moved)
+    assert set(rules) == AIRFLOW_ALERTS
+    assert all('job="af"' in rule["expr"] for rule in rules.values())
+
+
+def test_airflow_target_is_the_airflow_charts_statsd_exporter() -> None:
+    """The default target is the Service and port the airflow chart renders, and the exporter's
+    NetworkPolicy admits this chart's pods on that port only (the Airflow pods' policy, not at
+    all)."""
+    airflow = render_chart("airflow", {"gitSync": {"enabled": False}})
+    service = one(airflow, "Service", "airflow-statsd")
+    (tcp,) = [p for p in service["spec"]["ports"] if p["protocol"] == "TCP"]
+    (target,) = airflow_job(config())["static_configs"][0]["targets"]
+    assert target == f"airflow-statsd:{tcp['port']}"
+    name = one(render_chart("prometheus"), "Deployment")["spec"]["template"]["metadata"]["labels"][
+        "app.kubernetes.io/name"
+    ]
+    policy = one(airflow, "NetworkPolicy", "airflow-statsd")  # the exporter's own
+    assert "prometheus" not in str(one(airflow, "NetworkPolicy", "airflow")["spec"])
+    admitted = [
+        rule
+        for rule in policy["spec"]["ingress"]
+        if {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}} in rule["from"]
+    ]
+    assert [rule["ports"] for rule in admitted] == [[{"port": tcp["port"], "protocol": "TCP"}]]
+
+
+def test_airflow_alert_rules_cover_the_issue() -> None:
+    rules = airflow_rules()
+    assert set(rules) == AIRFLOW_ALERTS
+    for rule in rules.values():
+        assert 'job="airflow"' in rule["expr"]
+        assert rule["labels"]["platform"] == "mlops"
+    assert 'state="failed"' in rules["AirflowDagRunFailed"]["expr"]
+    assert "[1h]" in rules["AirflowDagRunFailed"]["expr"]
+    assert "airflow_scheduler_heartbeat_total" in rules["AirflowSchedulerHeartbeatStopped"]["expr"]
+    assert rules["AirflowSchedulerHeartbeatStopped"]["labels"]["severity"] == "critical"
+    window = airflow_rules({"alerts": {"dagRunFailureWindow": "30m"}})["AirflowDagRunFailed"]
+    assert "[30m]" in window["expr"]
+    assert "offset 30m" in window["expr"]
+
+
+def test_airflow_scrape_can_be_turned_off() -> None:
+    values = {"scrape": {"airflow": {"enabled": False}}}
+    cm = one(render_chart("prometheus", values), "ConfigMap", "prometheus-config")
+    assert "airflow.yml" not in cm["data"]
+    assert not [j for j in config(values)["scrape_configs"] if j["job_name"] == "airflow"]
+    assert airflow_job(config({"alerts": {"enabled": False}}))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"alerts": {"dagRunFailureWindow": "1 hour"}}, r"/alerts/dagRunFailureWindow"),
+        ({"scrape": {"airflow": {"port": "metrics"}}}, r"/scrape/airflow/port.*want integer"),
+        ({"scrape": {"airflow": {"colour": "blue"}}}, "additional properties 'colour' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_airflow_values(values: dict, message: str) -> None:
+    with pytest.raises(HelmError, match=message):
+        render_chart("prometheus", values)
 
 
 @pytest.mark.parametrize(

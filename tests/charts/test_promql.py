@@ -1,7 +1,7 @@
 """Every PromQL expression of the alert rules (every rule file of the prometheus chart) and the
 provisioned dashboards parses (Prometheus' own promtool) and uses only the metric names the
-platform exposes (docs/metrics.md: the inference API's and the ML loop exporter's, plus `up` and
-the histogram series suffixes)."""
+platform exposes (docs/metrics.md: the inference API's, the ML loop exporter's and Airflow's
+statsd-exporter's, plus `up` and the histogram series suffixes)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 # The rule files of the chart's defaults (its ConfigMap's `*.yml` keys but prometheus.yml).
-RULE_FILES = ["mlops-api.yml", "mlops-loop.yml"]
+RULE_FILES = ["airflow.yml", "mlops-api.yml", "mlops-loop.yml"]
 
 
 def rule_files_of(objects: list[dict]) -> dict[str, str]:

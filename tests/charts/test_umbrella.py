@@ -20,6 +20,7 @@ from tests.charts.conftest import (
     CHARTS_DIR,
     COMPONENTS,
     EXPORTER_FLOWS,
+    EXPORTER_INGEST,
     EXPORTER_NAMES,
     FLOWS,
     REPO,
@@ -188,10 +189,26 @@ def container_ports(objects: list[dict[str, Any]], name: str) -> set[int]:
 def test_network_policies_admit_exactly_the_designed_flows() -> None:
     objects = umbrella()
     found = policies(objects)
-    exporters = {EXPORTER_NAMES[c]: clients for c, (_, clients) in EXPORTER_FLOWS.items()}
+    # An exporter that receives (conftest.EXPORTER_INGEST) admits its own chart's pods too.
+    exporters = {
+        EXPORTER_NAMES[c]: clients | ({c} if c in EXPORTER_INGEST else set())
+        for c, (_, clients) in EXPORTER_FLOWS.items()
+    }
     assert {server: clients for server, (clients, _) in found.items()} == FLOWS | exporters
     for chart, (port, _) in EXPORTER_FLOWS.items():
-        assert found[EXPORTER_NAMES[chart]][1] == {port}
+        ingest = {EXPORTER_INGEST[chart][0]} if chart in EXPORTER_INGEST else set()
+        assert found[EXPORTER_NAMES[chart]][1] == {port} | ingest
+    for chart, (port, protocol) in EXPORTER_INGEST.items():
+        (policy,) = [
+            p
+            for p in by_kind(objects, "NetworkPolicy")
+            if p["spec"]["podSelector"]["matchLabels"][NAME] == EXPORTER_NAMES[chart]
+        ]
+        sender = {NAME: chart, "app.kubernetes.io/instance": "mlops"}
+        assert policy["spec"]["ingress"][0] == {
+            "from": [{"podSelector": {"matchLabels": sender}}],
+            "ports": [{"port": port, "protocol": protocol}],
+        }
     for server, (clients, ports) in found.items():
         assert bool(ports) == bool(clients), f"{server}: admit clients on named ports only"
         assert ports <= container_ports(objects, server), f"{server}: {ports} are not its ports"

@@ -98,6 +98,44 @@ affinity:
 {{- printf "%s-webserver" (include "airflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Name of the statsd-exporter's Deployment, Service, ConfigMap and NetworkPolicy
+(metrics.enabled): airflow-statsd. */}}
+{{- define "airflow.statsdName" -}}
+{{- printf "%s-statsd" (include "airflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The statsd-exporter is a second server of the release with labels of its own: its
+app.kubernetes.io/name is <name>-statsd, so the Airflow policy (which selects airflow.selectorLabels,
+every Airflow pod) does not select it, no Airflow Deployment's selector takes its pods, and its own
+selector takes no Airflow pod. Other charts' policies admit Airflow by name `airflow`, so the
+exporter is not admitted to postgres or redis; it has a NetworkPolicy of its own
+(templates/statsd-networkpolicy.yaml).
+*/}}
+{{- define "airflow.statsdAppName" -}}
+{{- printf "%s-statsd" (include "airflow.name" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "airflow.statsdSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "airflow.statsdAppName" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The exporter's labels: the standard set with its own name (`app` stays the chart's, as the
+guide selects by it) and component exporter. */}}
+{{- define "airflow.statsdLabels" -}}
+helm.sh/chart: {{ include "airflow.chart" . }}
+{{ include "airflow.statsdSelectorLabels" . }}
+app.kubernetes.io/component: exporter
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlops-platform
+app: {{ include "airflow.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/* ServiceAccount of the scheduler with KubernetesExecutor (it creates the task pods). */}}
 {{- define "airflow.schedulerServiceAccountName" -}}
 {{- printf "%s-scheduler" (include "airflow.fullname" .) | trunc 63 | trimSuffix "-" }}
@@ -222,6 +260,22 @@ through Kubernetes' $(VAR) expansion, so no password is ever written in a pod sp
   value: "8080"
 - name: AIRFLOW__API__WORKERS
   value: {{ .Values.apiServer.workers | quote }}
+{{- if .Values.metrics.enabled }}
+# Airflow's own metrics ([metrics], docs/metrics.md "Metrics of Airflow"): StatsD over UDP to the
+# statsd-exporter <fullname>-statsd, which turns the dotted names into labelled Prometheus metrics
+# for the prometheus chart (scrape.airflow). Legacy names carry the DAG and task ids in the name,
+# which is what the exporter's mapping (files/statsd-mapping.yml) reads the labels from.
+- name: AIRFLOW__METRICS__STATSD_ON
+  value: "True"
+- name: AIRFLOW__METRICS__STATSD_HOST
+  value: {{ include "airflow.statsdName" . | quote }}
+- name: AIRFLOW__METRICS__STATSD_PORT
+  value: {{ .Values.metrics.statsdPort | quote }}
+- name: AIRFLOW__METRICS__STATSD_PREFIX
+  value: airflow
+- name: AIRFLOW__METRICS__LEGACY_NAMES_ON
+  value: "True"
+{{- end }}
 # Caches of libraries (matplotlib for SHAP plots, ...) go to the writable /tmp.
 - name: XDG_CACHE_HOME
   value: /tmp/.cache
