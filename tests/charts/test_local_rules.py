@@ -21,8 +21,19 @@ from tests.charts.test_promql import rule_files_of
 REGENERATE = "PYTHONPATH=src .venv/bin/python -m tests.charts.test_local_rules"
 
 
-def chart_rules(values: dict | None = None) -> dict[str, str]:
+def all_chart_rules(values: dict | None = None) -> dict[str, str]:
     return rule_files_of(render_chart("prometheus", values, "templates/configmap.yaml"))
+
+
+def chart_rules(values: dict | None = None) -> dict[str, str]:
+    """The chart's rule files the local Prometheus loads."""
+    rendered = all_chart_rules(values)
+    return {name: text for name, text in rendered.items() if name not in prometheus.NOT_LOCAL}
+
+
+def test_every_rule_file_of_the_chart_is_local_or_left_out_on_purpose() -> None:
+    rendered = sorted(all_chart_rules())
+    assert rendered == sorted((*prometheus.RULE_FILES, *prometheus.NOT_LOCAL))
 
 
 def test_the_committed_rules_are_the_charts() -> None:
