@@ -8,9 +8,7 @@ files in ``prometheus_rules/`` are the chart's rule files *as `helm template` re
 the chart's default values, committed, and ``tests/charts/test_local_rules.py`` renders the chart
 and fails when they differ (``python -m tests.charts.test_local_rules`` writes them again). The
 one local knob, the data interval of MlopsLoopNoNewData, replaces the rendered threshold; the same
-test proves that the replacement equals helm's own rendering with another interval. Moving the
-rule bodies out of configmap.yaml would have served too, but sibling changes to the chart edit
-those rules in place; a rendered copy checked against the chart keeps both working.
+test proves that the replacement equals helm's own rendering with another interval.
 """
 
 from __future__ import annotations
