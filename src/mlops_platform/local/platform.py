@@ -215,8 +215,9 @@ def preflight(settings: Settings, names: Sequence[str]) -> None:
             "the repository root, or set MLOPS_DAGS_DIR to the folder of the DAGs"
         )
     taken = []
+    known = endpoints(settings)
     for name in filter(available, names):
-        endpoint = endpoints(settings)[name]
+        endpoint = known[name]
         if endpoint.port and pid_of(settings, name) is None and not port_is_free(endpoint.port):
             taken.append(
                 f"port {endpoint.port} ({name}) is in use by another program: stop it, or "
