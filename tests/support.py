@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import pytest
@@ -52,7 +52,12 @@ def installed(tool: str, how: str) -> str:
     )
     if found:
         return found
-    reason = f"{tool} is not installed: {how}"
+    missing(f"{tool} is not installed: {how}")
+
+
+def missing(reason: str) -> NoReturn:
+    """Something a test needs is not there: it fails under MLOPS_REQUIRE_ALL=1 (CI, where nothing
+    may skip) and skips otherwise, with ``reason``."""
     if os.environ.get("MLOPS_REQUIRE_ALL") == "1":
         pytest.fail(f"{reason} (MLOPS_REQUIRE_ALL=1: nothing may be skipped)", pytrace=False)
     pytest.skip(reason)

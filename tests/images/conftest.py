@@ -15,7 +15,6 @@ Each workload prints ``ready=<name> <seconds>`` in the summary (``make images-te
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import string
@@ -36,22 +35,16 @@ from mlops_platform.local.s3 import LocalS3, ensure_bucket, wait_s3
 from tests.charts.conftest import render_chart, run_postgres_init_script
 from tests.images import kubelet
 from tests.images.kubelet import Pod, PodError, Render
+from tests.support import missing
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"mlops/platform:{VERSION}"  # what `make images` builds
-REQUIRE_ALL = os.environ.get("MLOPS_REQUIRE_ALL") == "1"
 START_TIMEOUT_S = 420  # per workload, on a busy 2-core machine (first imports, migrations)
 # Ports the node's services take (each Service's port, on 127.0.0.1).
 NODE_PORTS = {"postgres": 5432, "redis": 6379, "minio": 9000}
 RESULTS: list[str] = []  # one line per workload
 USAGE: list[str] = []  # peak memory and CPU per container, against its requests and limits
-
-
-def _missing(reason: str) -> None:
-    if REQUIRE_ALL:
-        pytest.fail(f"{reason} (MLOPS_REQUIRE_ALL=1: nothing may be skipped)")
-    pytest.skip(reason)  # only without MLOPS_REQUIRE_ALL=1: CI fails just above
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +104,7 @@ def _start_s3(render: Render, root: Path) -> Service:
 def _start_redis(render: Render, root: Path) -> Service:
     binary = shutil.which("redis-server")
     if binary is None:
-        _missing("redis-server is not installed: run `make images` (apt-get install redis-server)")
+        missing("redis-server is not installed: run `make images` (apt-get install redis-server)")
     password = render.secret("redis-credentials")["redis-password"]
     config = root / "redis.conf"
     config.write_text(
@@ -228,12 +221,10 @@ def _ports_needed(render: Render) -> list[int]:
 @pytest.fixture(scope="session")
 def node(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     if kubelet.podman_binary() is None:
-        _missing(
-            "podman is not installed: run `make images` first (it installs buildah and podman)"
-        )
+        missing("podman is not installed: run `make images` first (it installs buildah and podman)")
     exists = [kubelet.podman_binary() or "podman", *kubelet.PODMAN_GLOBAL, "image", "exists", IMAGE]
     if subprocess.run(exists, check=False).returncode != 0:
-        _missing(f"image {IMAGE} is not built: run `make images`")
+        missing(f"image {IMAGE} is not built: run `make images`")
     kubelet.remove_all()
     taken = [p for p in _ports_needed(render) if not port_is_free(p)]
     if taken:
