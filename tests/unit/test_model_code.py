@@ -10,12 +10,14 @@ from mlops_platform.datasource.simulator import SimulatorConfig
 from mlops_platform.pipelines import drift
 from mlops_platform.pipelines.explain import explain, explain_record, source_of
 from mlops_platform.pipelines.features import OUTPUTS, SOURCES, ListingFeatureBuilder
+from mlops_platform.pipelines.linear_trees import noise_weights
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.registry import TRUSTED_TYPES
 from mlops_platform.pipelines.train import (
     COMPARED,
     FAMILIES,
     at_most,
+    build_model,
     choose,
     fit_candidates,
     recency_weights,
@@ -149,6 +151,37 @@ def test_pooled_locations_beat_the_glm_baseline(candidates, market: pd.DataFrame
     assert chosen.validation["r2"] > 0.6, chosen.validation
     test = market[(market["split"] == "test") & (market["batch_id"] <= 3)]
     assert len(test) > 100
+
+
+def test_noise_weights_trust_tails_and_noisy_groups_less() -> None:
+    """A far-off price weighs little; a row of the noisier group (no living area) weighs less
+    than an equally typical row of the other; the weights average 1 (the penalty keeps its
+    meaning)."""
+    rng = np.random.default_rng(3)
+    sized = 0.1 * rng.standard_normal(2000)
+    unsized = 0.3 * rng.standard_normal(500)
+    residual = np.concatenate([sized, unsized, [2.0]])
+    group = np.concatenate([np.zeros(2000, bool), np.ones(500, bool), [False]])
+    weight = noise_weights(residual, group, tail_df=4.0)
+    assert weight.mean() == pytest.approx(1.0)
+    assert weight[-1] < 0.05 * np.median(weight[:2000])
+    assert np.median(weight[2000:2500]) < 0.2 * np.median(weight[:2000])
+    assert np.isfinite(noise_weights(np.zeros(10), np.zeros(10, bool), 4.0)).all()
+
+
+def test_reweighted_linear_part_is_no_worse_on_heavy_tailed_prices(market: pd.DataFrame) -> None:
+    """The robust refits are the maximum-likelihood fit for the simulator's t-distributed noise:
+    on held-out rows the median absolute log error is no worse than plain least squares'."""
+    train = market[(market["split"] == "train") & (market["batch_id"] <= 3)]
+    test = market[(market["split"] == "test") & (market["batch_id"] <= 3)]
+    weights = recency_weights(train["batch_id"], 3.0)
+    errors = {}
+    for rounds in (0, 2):
+        model = build_model("linear_trees", seed=1).set_params(robust_rounds=rounds)
+        model.fit(train[list(FEATURES)], train["price"].to_numpy(), sample_weight=weights)
+        log_error = model.predict_log(test[list(FEATURES)]) - np.log(test["price"].to_numpy())
+        errors[rounds] = float(np.median(np.abs(log_error)))
+    assert errors[2] <= errors[0] * 1.01, errors
 
 
 @pytest.mark.parametrize("family", FAMILIES)
