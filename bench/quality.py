@@ -14,11 +14,18 @@ newest batches (the market as it is now):
   below it. Rows whose record lacks the living area cannot get near it either (the size is what
   most of the price depends on): the *information floor* predicts those with the simulator's
   best guess without the size (its conditional median given rooms and regime), so
-  ``information_ratio`` says how far the served model is from what the records allow.
+  ``information_ratio`` says how far the served model is from what the records allow;
+- a *location oracle*: it knows every parameter of the simulator (the noise-free price of each
+  house, its size included, even for records that lack it) except each city's and zip code's
+  price effect, which it estimates from the train rows as well as the noise allows (Student-t
+  MAP under the simulator's own priors and noise); records without a living area get the
+  information floor. It bounds what a model can reach from this many listings per zip code:
+  ``oracle_floor_ratio`` and ``oracle_mae_ratio`` are what the targets could at best be.
 
 Prints ``key=value`` lines: ``noise_floor_mae``, ``served_mae``, ``floor_ratio`` (served /
 floor), ``mae_ratio`` (served / original GLM), ``mae_ratio_tuned``, ``information_ratio``
-(served / information floor) and the breakdown.
+(served / information floor), ``oracle_floor_ratio``, ``oracle_mae_ratio``, ``served_vs_oracle``
+and the breakdown.
 
     python bench/quality.py
 """
@@ -38,7 +45,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
-from mlops_platform.datasource.simulator import SimulatorConfig, expected_prices
+from mlops_platform.datasource.simulator import (
+    PRICE_NOISE_DF,
+    PRICE_NOISE_SCALE,
+    SimulatorConfig,
+    expected_prices,
+    location_effects,
+)
 from mlops_platform.local import platform
 from mlops_platform.local.processes import wait_http
 from mlops_platform.pipelines.data import run_data_pipeline
@@ -52,6 +65,7 @@ from mlops_platform.storage.engine import make_engine
 NEWEST_BATCHES = 3
 TUNED_ALPHA = 1e-4  # "a small alpha": the GLM with its default penalty underfits badly
 PREDICT_CHUNK = 500
+ORACLE_ROUNDS = 20  # alternating city/zip estimates; they settle within about ten
 
 
 def progress(message: str) -> None:
@@ -110,6 +124,43 @@ def with_floor(rows: pd.DataFrame, settings: Settings, *, sized: bool) -> pd.Ser
     return floor
 
 
+def location_oracle(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The location oracle's predictions for ``test`` (see the module docstring)."""
+    effects = pd.DataFrame(location_effects()).set_index("zip_code")
+    known = effects.reindex(train["zip_code"])
+    keep = known["city"].notna().to_numpy()
+    city = known["city"].to_numpy()[keep].astype(int)
+    zips = train["zip_code"].to_numpy()[keep]
+    truth = (known["city_effect"] + known["zip_effect"]).to_numpy()[keep]
+    # What is left to estimate once every other parameter is known: city effect + zip effect.
+    target = np.log(train["price"].to_numpy()[keep] / train["floor"].to_numpy()[keep]) + truth
+    noise = PRICE_NOISE_SCALE**2
+    city_prior = noise / effects.groupby("city")["city_effect"].first().var()
+    zip_prior = noise / effects["zip_effect"].var()
+    city_hat = pd.Series(0.0, index=np.unique(city))
+    zip_hat = pd.Series(0.0, index=np.unique(zips))
+    for _ in range(ORACLE_ROUNDS):
+        fitted = city_hat.reindex(city).to_numpy() + zip_hat.reindex(zips).to_numpy()
+        z = (target - fitted) / PRICE_NOISE_SCALE
+        weight = (PRICE_NOISE_DF + 1) / (PRICE_NOISE_DF + z**2)
+        city_hat = _shrunk(city, target - zip_hat.reindex(zips).to_numpy(), weight, city_prior)
+        zip_hat = _shrunk(zips, target - city_hat.reindex(city).to_numpy(), weight, zip_prior)
+    at = effects.reindex(test["zip_code"])
+    estimate = (
+        city_hat.reindex(at["city"]).fillna(0).to_numpy()
+        + zip_hat.reindex(test["zip_code"]).fillna(0).to_numpy()
+    )
+    actual = (at["city_effect"] + at["zip_effect"]).fillna(0).to_numpy()
+    sized = test["floor"].to_numpy() * np.exp(estimate - actual)
+    return np.where(test["house_size"].notna(), sized, test["information_floor"].to_numpy())
+
+
+def _shrunk(keys: np.ndarray, values: np.ndarray, weight: np.ndarray, prior: float) -> pd.Series:
+    """Per key, the weighted mean of ``values`` shrunk toward 0 (a Gaussian prior's MAP)."""
+    sums = pd.DataFrame({"k": keys, "wv": weight * values, "w": weight}).groupby("k").sum()
+    return sums["wv"] / (sums["w"] + prior)
+
+
 def served_predictions(settings: Settings, test: pd.DataFrame) -> np.ndarray:
     records = frame_records(test)
     prices = []
@@ -143,6 +194,7 @@ def report(settings: Settings) -> None:
     floor = mae(truth, test["floor"].to_numpy())
     information_floor = mae(truth, test["information_floor"].to_numpy())
     served_mae = mae(truth, served)
+    oracle = mae(truth, location_oracle(train, test))
     complete = test[list(FEATURES)].notna().all(axis=1).to_numpy()
     no_size = test["house_size"].isna().to_numpy()
     print(f"test_rows={len(test)}")
@@ -160,6 +212,10 @@ def report(settings: Settings) -> None:
     print(f"mae_ratio_tuned={served_mae / glms['tuned']:.3f}")
     print(f"information_floor_ratio={information_floor / floor:.3f}")
     print(f"information_ratio={served_mae / information_floor:.3f}")
+    print(f"oracle_mae={oracle:.0f}")
+    print(f"oracle_floor_ratio={oracle / floor:.3f}")
+    print(f"oracle_mae_ratio={oracle / glms['original']:.3f}")
+    print(f"served_vs_oracle={served_mae / oracle:.3f}")
     for name, mask in (("complete", complete), ("no_size", no_size)):
         ratio = mae(truth[mask], served[mask]) / mae(truth[mask], test["floor"].to_numpy()[mask])
         print(f"{name}_rows_share={mask.mean():.3f}")

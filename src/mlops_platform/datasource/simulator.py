@@ -186,6 +186,10 @@ if set(_MARKET) != set(STATE_CODES):
     raise RuntimeError("the simulated market must cover every state in schema.STATE_CODES")
 
 _ZIPS_PER_CITY = 6
+# The market's noise on log-price: PRICE_NOISE_SCALE × Student-t with PRICE_NOISE_DF degrees of
+# freedom (heavy tails: a few listings far from their street's price).
+PRICE_NOISE_SCALE = 0.15
+PRICE_NOISE_DF = 4
 _N_BROKERS = 4000
 _SIZE_REF = 1800.0  # sq ft where the size elasticity pivots
 _LATEST_SOLD = np.datetime64("2024-12-31")
@@ -367,7 +371,7 @@ def _draw_houses(rng: np.random.Generator, n: int, shift: float, inflation: floa
         + 0.05 * np.log(acre / 0.2)
         + np.log(inflation)
     )
-    log_price = log_expected + 0.15 * rng.standard_t(4, n)
+    log_price = log_expected + PRICE_NOISE_SCALE * rng.standard_t(PRICE_NOISE_DF, n)
     # Without the size: its mean log given rooms and regime replaces it (both noises are
     # symmetric, so this is the price's conditional median, the best guess under absolute error).
     log_size_mean = np.log(620) + 0.27 * bed + 0.07 * bath + 0.15 * shift
@@ -631,6 +635,26 @@ def expected_prices(
     """
     frame = _served_frame(config, group_number, day, batch_number)
     return frame.expected[:, 0 if sized else 1].copy()
+
+
+def location_effects() -> dict[str, np.ndarray]:
+    """Per zip code of the market (5-digit text): its city's number, the city's log price effect
+    relative to the mean of its state's cities, and the zip's own log effect within its city.
+
+    For ``bench/quality.py``'s location oracle, which knows every other parameter and must
+    estimate these from the listings: the best any model can hope for. Never served.
+    """
+    m = MARKET
+    states = m.city_state
+    state_mean = {code: m.log_ppsf[states == code].mean() for code in set(states)}
+    city_effect = m.log_ppsf - np.array([state_mean[code] for code in states])
+    cities = np.repeat(np.arange(len(states)), _ZIPS_PER_CITY)
+    return {
+        "zip_code": np.array([f"{z:05d}" for z in m.zips.ravel()], dtype=object),
+        "city": cities,
+        "city_effect": city_effect[cities],
+        "zip_effect": m.zip_log_mult.ravel().copy(),
+    }
 
 
 # --- sources -------------------------------------------------------------------------------------
