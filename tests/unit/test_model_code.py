@@ -176,12 +176,12 @@ def test_reweighted_linear_part_is_no_worse_on_heavy_tailed_prices(market: pd.Da
     test = market[(market["split"] == "test") & (market["batch_id"] <= 3)]
     weights = recency_weights(train["batch_id"], 3.0)
     errors = {}
-    for rounds in (0, 2):
+    for rounds in (0, 1):
         model = build_model("linear_trees", seed=1).set_params(robust_rounds=rounds)
         model.fit(train[list(FEATURES)], train["price"].to_numpy(), sample_weight=weights)
         log_error = model.predict_log(test[list(FEATURES)]) - np.log(test["price"].to_numpy())
         errors[rounds] = float(np.median(np.abs(log_error)))
-    assert errors[2] <= errors[0] * 1.01, errors
+    assert errors[1] <= errors[0] * 1.01, errors
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -10,9 +10,10 @@ the value of size) the trees learn from the residuals, weighted toward the newes
 Why the linear part reweights its rows: prices have heavy tails (a few listings far above or
 below their street), and a record without the living area is about twice as noisy as one with it
 (its residual carries the size it does not state). Plain least squares lets both pull a zip's
-few-listing estimate around. A couple of reweighted fits (Student-t weights, each group of rows
-on its own noise scale) are the maximum-likelihood fit for such noise; on three simulator streams
-they lowered served MAE by 0.5–2.3 % (docs/BENCHMARKS.md).
+few-listing estimate around. A refit with Student-t weights (each group of rows on its own noise
+scale) is a step toward the maximum-likelihood fit for such noise; on three simulator streams one
+refit lowered served MAE by 0.5–1.6 %, a second added nothing beyond noise and costs another
+~0.5 CPU-s at 78k rows (docs/BENCHMARKS.md).
 
 Measured on the simulator's default stream (``bench/quality.py``): served MAE about 1.2× the
 noise floor, against 1.4× for the trees alone; see docs/BENCHMARKS.md.
@@ -48,7 +49,7 @@ class LinearTrees(RegressorMixin, BaseEstimator):
         trees: Any,
         linear_memory: float = 2.0,
         trees_memory: float = 1 / 3,
-        robust_rounds: int = 2,
+        robust_rounds: int = 1,
         tail_df: float = 4.0,
     ) -> None:
         self.linear = linear
