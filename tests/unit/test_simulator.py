@@ -25,6 +25,7 @@ from mlops_platform.datasource.simulator import (
     expected_prices,
     generate_batch,
     generate_labelled_batch,
+    location_effects,
     source_from_settings,
 )
 from mlops_platform.schema import FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS, STATE_CODES, Listing
@@ -204,6 +205,28 @@ def test_expected_prices_are_each_house_s_price_without_the_noise() -> None:
     same = [j for i in copies for j in range(len(records)) if j != i and records[j] == records[i]]
     assert same, "a duplicate of this batch's own rows"
     assert all(expected[j] in expected[copies] for j in same)
+
+
+def test_location_effects_explain_the_noise_free_price_across_zip_codes() -> None:
+    """The location oracle's input: every zip code of the market once, and city and zip effects
+    that move a house's noise-free price one for one (a scrambled zip effect would not)."""
+    effects = location_effects()
+    codes = effects["zip_code"]
+    assert len(set(codes)) == len(codes)
+    assert all(len(c) == 5 for c in codes)
+    assert abs(np.std(effects["zip_effect"]) - 0.12) < 0.02  # the market's zip spread
+    config = SimulatorConfig(batch_size=3000, dirty_rate=0, drift_at=99)
+    records, labels = generate_labelled_batch(config, 1, "Monday", 2)
+    expected = np.log(expected_prices(config, 1, "Monday", 2))
+    where = {code: i for i, code in enumerate(codes)}
+    rows = [i for i, label in enumerate(labels) if label is None]
+    at = [where[f"{int(float(records[i]['zip_code'])):05d}"] for i in rows]
+    design = np.column_stack(
+        [np.ones(len(rows)), effects["city_effect"][at], effects["zip_effect"][at]]
+    )
+    _, city, zip_ = np.linalg.lstsq(design, expected[rows], rcond=None)[0]
+    assert 0.9 < city < 1.1, city
+    assert 0.9 < zip_ < 1.1, zip_
 
 
 @pytest.mark.parametrize("field", ["house_size", "price"])
