@@ -648,9 +648,10 @@ def test_the_helm_test_check_fails_while_the_production_model_is_not_served(
 def test_the_compiled_path_is_verified_again_when_the_background_arrives(
     trained: Trained, stores: Stores
 ) -> None:
-    """A version promoted before its explain task ran (the usual order under a busy scheduler):
-    at load the compiled path is verified on the fixed edge rows alone; when the SHAP background
-    is logged, the next refresh verifies it on those rows too, without reloading the model."""
+    """A version promoted before its SHAP background exists (promoted by hand, or registered
+    before `evaluate` wrote backgrounds): at load the compiled path is verified on the fixed edge
+    rows alone; when the background is logged, the next refresh verifies it on those rows too,
+    without reloading the model."""
     settings = trained.settings
     model = registry.load(
         settings, registry.ModelVersion(settings.model_name, trained.first, "", {})
@@ -669,13 +670,13 @@ def test_the_compiled_path_is_verified_again_when_the_background_arrives(
     try:
         with TestClient(create_app(api_settings(trained, stores))) as client:
             before = client.get("/model").json()
-            explained = modeling.explain(settings, {"version": late.version, "run_id": late.run_id})
+            background = modeling.shap_sample(records_frame(trained.records), settings)
+            modeling.log_background(registry.client(settings), late.run_id, background)
             hook = client.post("/hooks/model_update", headers=auth()).json()
             after = client.get("/model").json()
             mismatch = metric(client, "mlops_api_compiled_mismatch")
     finally:
         trained.promote(trained.first)
-    assert explained is not None
     assert (before["version"], before["explain_available"]) == (late.version, False)
     assert (before["path"], before["path_verified_rows"]) == ("compiled", edge)
     assert hook["outcome"] == "unchanged"

@@ -18,6 +18,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.entities import Metric
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -309,6 +310,7 @@ def evaluate(
         upto = max(decision["max_batch_id"], newest.max_batch_id if newest else 0)
         frame = load_listings(clean, up_to_batch=upto)
         rows = _evaluation_rows(frame, settings.eval_window_batches)
+        background = shap_sample(frame[frame["split"] == "test"], settings)
         production = registry.production(settings)
         train_rows = None
         if production is None:
@@ -346,6 +348,10 @@ def evaluate(
             for metric in ("mae", "rmse", "r2", "mape")
         ],
     )
+    # The API's /explain needs the background the moment the alias may move (promote, next):
+    # written by explain, after promote, it left a new production version unexplainable for
+    # the seconds in between (503s under load, tests/reliability/test_load.py).
+    log_background(mlflow_client, candidate["run_id"], background)
     return {
         "candidate": candidate_metrics,
         "production": production_metrics,
@@ -429,6 +435,21 @@ def _judge_and_move(
     return asdict(verdict) | {"promoted": verdict.promote}
 
 
+def shap_sample(test: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The rows SHAP explains and the API's /explain takes as background: a fixed-seed sample of
+    the test split (``evaluate`` logs it before the alias can move; ``explain`` explains it)."""
+    size = min(settings.shap_sample_rows, len(test))
+    return test.sample(size, random_state=settings.train_seed)
+
+
+def log_background(client: MlflowClient, run_id: str, rows: pd.DataFrame) -> None:
+    """``rows`` as the run's ``shap/background.json``: what the API explains against and
+    verifies its compiled path on. Missing values as JSON null."""
+    features = rows[list(FEATURES)]
+    as_json = features.astype(object).where(features.notna(), None)
+    client.log_dict(run_id, {"rows": as_json.to_dict(orient="records")}, "shap/background.json")
+
+
 def explain(
     settings: Settings, candidate: dict[str, Any] | None, *, loaded: Loaded | None = None
 ) -> dict[str, Any] | None:
@@ -437,11 +458,9 @@ def explain(
         return None
     clean = make_engine(settings.clean_url)
     try:  # the same rows, in the same order, as the test split of every row
-        test = load_listings(clean, split="test")
+        sample = shap_sample(load_listings(clean, split="test"), settings)
     finally:
         clean.dispose()
-    size = min(settings.shap_sample_rows, len(test))
-    sample = test.sample(size, random_state=settings.train_seed)
     model = _load(
         settings,
         registry.ModelVersion(settings.model_name, candidate["version"], candidate["run_id"], {}),
@@ -449,7 +468,6 @@ def explain(
     )
     explanation = shap_explain(model, sample, background=sample)
     importance = explanation.importance()
-    background = sample[list(FEATURES)].astype(object).where(sample[list(FEATURES)].notna(), None)
     registry.client(settings)
     with mlflow.start_run(run_id=candidate["run_id"]):
         mlflow.log_dict({"space": "log(price)", "importance": importance}, "shap/importance.json")
@@ -461,7 +479,6 @@ def explain(
             },
             "shap/values.json",
         )
-        mlflow.log_dict({"rows": background.to_dict(orient="records")}, "shap/background.json")
     return {"shap_uri": f"runs:/{candidate['run_id']}/shap", "importance": importance}
 
 
