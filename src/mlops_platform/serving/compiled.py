@@ -15,6 +15,7 @@ SIMD versions in the last bit, and one bit can flip a tree split.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -94,8 +95,13 @@ def _category(value: Any) -> str:
 
 def _sold_year(value: Any) -> float:
     """``dt.year + dt.day_of_year / 365.25`` of a date, datetime or ISO string; NaN if none."""
-    if _is_missing(value):
-        return np.nan
+    return np.nan if _is_missing(value) else _known_sold_year(value)
+
+
+@functools.lru_cache(maxsize=1 << 16, typed=True)
+def _known_sold_year(value: Any) -> float:
+    """:func:`_sold_year` of a present value, remembered between requests: sale dates repeat
+    across requests, and ``timetuple`` is most of the cost (``typed``: ``1`` is not ``True``)."""
     if not isinstance(value, date):
         try:
             value = date.fromisoformat(str(value)[:10])
@@ -112,6 +118,23 @@ def _numbers(values: Sequence[Any]) -> np.ndarray:
     if set(map(type, values)) <= _NUMBER_TYPES:
         return np.array(values, dtype=np.float64).reshape(len(values))
     return np.array([_number(v) for v in values], dtype=np.float64).reshape(len(values))
+
+
+def _categories(values: Sequence[Any]) -> list[str]:
+    """``_category`` of each value; strings (almost all of them) are their own category."""
+    return [v if v.__class__ is str else _category(v) for v in values]
+
+
+def _counts(table: Mapping[str, float], values: Sequence[Any]) -> list[float]:
+    """Listings per broker or street id: 0 if missing, 1 if unseen (no call per string id)."""
+    return [
+        table.get(v, 1.0)
+        if v.__class__ is str
+        else 0.0
+        if _is_missing(v)
+        else table.get(str(v), 1.0)
+        for v in values
+    ]
 
 
 def _each_distinct(function: Callable[[Any], Any], values: Sequence[Hashable]) -> list[Any]:
@@ -156,22 +179,16 @@ class _Features:
         x[:, 2] = np.log1p(_numbers(columns["house_size"]))
         x[:, 3] = np.log(_numbers(columns["acre_lot"]) + ACRE_FLOOR)
         x[:, 4] = _each_distinct(lambda d: reference - _sold_year(d), columns["prev_sold_date"])
-        x[:, 5] = _each_distinct(self._broker_count, columns["brokered_by"])
-        x[:, 6] = _each_distinct(self._street_count, columns["street"])
+        x[:, 5] = _counts(self.broker_counts, columns["brokered_by"])
+        x[:, 6] = _counts(self.street_counts, columns["street"])
         no_size = np.isnan(x[:, 2])
         x[:, 7:9] = np.where(no_size[:, None], x[:, 0:2], 0.0)  # rooms without size
         return x
 
-    def _broker_count(self, value: Any) -> float:
-        return 0.0 if _is_missing(value) else self.broker_counts.get(str(value), 1.0)
-
-    def _street_count(self, value: Any) -> float:
-        return 0.0 if _is_missing(value) else self.street_counts.get(str(value), 1.0)
-
     @staticmethod
     def categories(columns: Columns) -> dict[str, list[str]]:
         """Category strings per CATEGORICAL column, ``<missing>`` for absent values."""
-        out = {c: _each_distinct(_category, columns[c]) for c in CATEGORICAL if c != "zip3"}
+        out = {c: _categories(columns[c]) for c in CATEGORICAL if c != "zip3"}
         out["zip3"] = [z if z == MISSING_CATEGORY else z[:3] for z in out["zip_code"]]
         return out
 
