@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from itertools import repeat
@@ -120,6 +120,11 @@ def _numbers(values: Sequence[Any]) -> np.ndarray:
     return np.array([_number(v) for v in values], dtype=np.float64).reshape(len(values))
 
 
+def _sold_years(values: Sequence[Any]) -> list[float]:
+    """``_sold_year`` of each value; a date (what the API's check gives) is one cache lookup."""
+    return [_known_sold_year(v) if v.__class__ is date else _sold_year(v) for v in values]
+
+
 def _categories(values: Sequence[Any]) -> list[str]:
     """``_category`` of each value; strings (almost all of them) are their own category."""
     return [v if v.__class__ is str else _category(v) for v in values]
@@ -135,12 +140,6 @@ def _counts(table: Mapping[str, float], values: Sequence[Any]) -> list[float]:
         else table.get(str(v), 1.0)
         for v in values
     ]
-
-
-def _each_distinct(function: Callable[[Any], Any], values: Sequence[Hashable]) -> list[Any]:
-    """``[function(v) for v in values]``, calling it once per distinct value (values repeat)."""
-    table = {value: function(value) for value in dict.fromkeys(values)}
-    return list(map(table.__getitem__, values))
 
 
 def record_columns(records: Sequence[Record]) -> dict[str, list[Any]]:
@@ -178,7 +177,7 @@ class _Features:
         x[:, 1] = _numbers(columns["bath"])
         x[:, 2] = np.log1p(_numbers(columns["house_size"]))
         x[:, 3] = np.log(_numbers(columns["acre_lot"]) + ACRE_FLOOR)
-        x[:, 4] = _each_distinct(lambda d: reference - _sold_year(d), columns["prev_sold_date"])
+        x[:, 4] = reference - np.array(_sold_years(columns["prev_sold_date"]), dtype=np.float64)
         x[:, 5] = _counts(self.broker_counts, columns["brokered_by"])
         x[:, 6] = _counts(self.street_counts, columns["street"])
         no_size = np.isnan(x[:, 2])
