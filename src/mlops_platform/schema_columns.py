@@ -521,15 +521,19 @@ def check_records(
     failed = []
     for name in names:
         raw = list(map(get, records, repeat(name)))
-        if set(map(type, raw)) <= _TEXT_TYPES:  # texts are their own keys, as in check_columns
+        types = set(map(type, raw))
+        if types <= _TEXT_TYPES or types <= _INT_TYPES:  # their own keys, texts as check_columns
             keys: list[Any] = raw
         else:  # type and repr tell apart what the normalisers do (1, 1.0, True; 0.0, -0.0)
             keys = list(zip(map(type, raw), map(repr, raw), strict=True))
         verdicts = memo.setdefault((name, as_of), {})
-        distinct = dict(zip(keys, raw, strict=True))
-        for key in distinct.keys() - verdicts.keys():
-            verdicts[key] = _RULES[name].exact(distinct[key], context)
-        found = list(map(verdicts.__getitem__, keys))
+        try:  # the common case: every value judged before
+            found = list(map(verdicts.__getitem__, keys))
+        except KeyError:  # each distinct value not judged yet, once
+            distinct = dict(zip(keys, raw, strict=True))
+            for key in distinct.keys() - verdicts.keys():
+                verdicts[key] = _RULES[name].exact(distinct[key], context)
+            found = list(map(verdicts.__getitem__, keys))
         columns[name] = list(map(itemgetter(0), found))
         if any(map(itemgetter(1), found)):
             failed.append(name)
@@ -537,6 +541,8 @@ def check_records(
 
 
 _TEXT_TYPES = frozenset({str, type(None)})
+# Exactly int (bool is another type): an int never equals a text or a (type, repr) key.
+_INT_TYPES = frozenset({int, type(None)})
 
 
 def _key(value: Any) -> Any:

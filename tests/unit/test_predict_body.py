@@ -70,6 +70,10 @@ def _plain(errors: list[dict[str, Any]]) -> list[tuple]:
 @example([EXAMPLE_RECORD, {**EXAMPLE_RECORD, "bath": []}])
 @example([{**EXAMPLE_RECORD, "acre_lot": 0.0}, {**EXAMPLE_RECORD, "acre_lot": -0.0}])
 @example([{**EXAMPLE_RECORD, "bed": v} for v in (1, 1.0, True, "1")])
+@example([{**EXAMPLE_RECORD, "bed": 1}, {**EXAMPLE_RECORD, "bed": None}])  # ints: own memo keys
+@example({**EXAMPLE_RECORD, "bed": True})  # then the same values as other types, same memo
+@example({**EXAMPLE_RECORD, "bed": 1.0})
+@example([{**EXAMPLE_RECORD, "bed": 2**70}, {**EXAMPLE_RECORD, "bed": -1}])
 def test_check_body_agrees_with_per_record_validation(body: Any) -> None:
     records, errors = _reference(body)
     event("accepted" if records is not None else "refused")

@@ -15,8 +15,9 @@ SIMD versions in the last bit, and one bit can flip a tree split.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from itertools import repeat
@@ -94,8 +95,13 @@ def _category(value: Any) -> str:
 
 def _sold_year(value: Any) -> float:
     """``dt.year + dt.day_of_year / 365.25`` of a date, datetime or ISO string; NaN if none."""
-    if _is_missing(value):
-        return np.nan
+    return np.nan if _is_missing(value) else _known_sold_year(value)
+
+
+@functools.lru_cache(maxsize=1 << 16, typed=True)
+def _known_sold_year(value: Any) -> float:
+    """:func:`_sold_year` of a present value, remembered between requests: sale dates repeat
+    across requests, and ``timetuple`` is most of the cost (``typed``: ``1`` is not ``True``)."""
     if not isinstance(value, date):
         try:
             value = date.fromisoformat(str(value)[:10])
@@ -114,10 +120,26 @@ def _numbers(values: Sequence[Any]) -> np.ndarray:
     return np.array([_number(v) for v in values], dtype=np.float64).reshape(len(values))
 
 
-def _each_distinct(function: Callable[[Any], Any], values: Sequence[Hashable]) -> list[Any]:
-    """``[function(v) for v in values]``, calling it once per distinct value (values repeat)."""
-    table = {value: function(value) for value in dict.fromkeys(values)}
-    return list(map(table.__getitem__, values))
+def _sold_years(values: Sequence[Any]) -> list[float]:
+    """``_sold_year`` of each value; a date (what the API's check gives) is one cache lookup."""
+    return [_known_sold_year(v) if v.__class__ is date else _sold_year(v) for v in values]
+
+
+def _categories(values: Sequence[Any]) -> list[str]:
+    """``_category`` of each value; strings (almost all of them) are their own category."""
+    return [v if v.__class__ is str else _category(v) for v in values]
+
+
+def _counts(table: Mapping[str, float], values: Sequence[Any]) -> list[float]:
+    """Listings per broker or street id: 0 if missing, 1 if unseen (no call per string id)."""
+    return [
+        table.get(v, 1.0)
+        if v.__class__ is str
+        else 0.0
+        if _is_missing(v)
+        else table.get(str(v), 1.0)
+        for v in values
+    ]
 
 
 def record_columns(records: Sequence[Record]) -> dict[str, list[Any]]:
@@ -155,23 +177,17 @@ class _Features:
         x[:, 1] = _numbers(columns["bath"])
         x[:, 2] = np.log1p(_numbers(columns["house_size"]))
         x[:, 3] = np.log(_numbers(columns["acre_lot"]) + ACRE_FLOOR)
-        x[:, 4] = _each_distinct(lambda d: reference - _sold_year(d), columns["prev_sold_date"])
-        x[:, 5] = _each_distinct(self._broker_count, columns["brokered_by"])
-        x[:, 6] = _each_distinct(self._street_count, columns["street"])
+        x[:, 4] = reference - np.array(_sold_years(columns["prev_sold_date"]), dtype=np.float64)
+        x[:, 5] = _counts(self.broker_counts, columns["brokered_by"])
+        x[:, 6] = _counts(self.street_counts, columns["street"])
         no_size = np.isnan(x[:, 2])
         x[:, 7:9] = np.where(no_size[:, None], x[:, 0:2], 0.0)  # rooms without size
         return x
 
-    def _broker_count(self, value: Any) -> float:
-        return 0.0 if _is_missing(value) else self.broker_counts.get(str(value), 1.0)
-
-    def _street_count(self, value: Any) -> float:
-        return 0.0 if _is_missing(value) else self.street_counts.get(str(value), 1.0)
-
     @staticmethod
     def categories(columns: Columns) -> dict[str, list[str]]:
         """Category strings per CATEGORICAL column, ``<missing>`` for absent values."""
-        out = {c: _each_distinct(_category, columns[c]) for c in CATEGORICAL if c != "zip3"}
+        out = {c: _categories(columns[c]) for c in CATEGORICAL if c != "zip3"}
         out["zip3"] = [z if z == MISSING_CATEGORY else z[:3] for z in out["zip_code"]]
         return out
 
@@ -443,6 +459,7 @@ class _Forest:
     roots: np.ndarray
     depth: int
     baseline: float
+    walk: _Walk
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Prices: the target transform's exp of the raw (log-price) prediction."""
@@ -451,9 +468,11 @@ class _Forest:
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Sum of leaf values, added tree by tree after the baseline as sklearn does."""
         doubled = np.hstack([np.where(np.isnan(x), -np.inf, x), x])
-        leaves = self._leaves_one(doubled[0]) if len(x) == 1 else self._leaves_many(doubled)
-        start = np.full((len(x), 1), self.baseline)
-        return np.cumsum(np.hstack([start, self.value[leaves]]), axis=1)[:, -1]
+        if len(x) == 1:
+            leaves = self._leaves_one(doubled[0])
+            start = np.full((len(x), 1), self.baseline)
+            return np.cumsum(np.hstack([start, self.value[leaves]]), axis=1)[:, -1]
+        return self.walk.raw(doubled, self.baseline)
 
     def _leaves_one(self, row: np.ndarray) -> np.ndarray:
         # One row: deciding every node costs 3 numpy calls, then one gather per level.
@@ -464,15 +483,69 @@ class _Forest:
         return node[None, :]
 
     def _leaves_many(self, rows: np.ndarray) -> np.ndarray:
-        # Many rows: decide only the nodes on the paths, level by level, on the flat matrix.
+        """The leaf of every (row, tree), one tree per column: the plain level-by-level walk,
+        kept as the reference :class:`_Walk` is tested against."""
         flat = rows.ravel()
         base = (np.arange(len(rows)) * rows.shape[1])[:, None]
         node = np.broadcast_to(self.roots, (len(rows), len(self.roots)))
-        for _ in range(self.depth):  # np.take: faster than fancy indexing at these sizes
+        for _ in range(self.depth):
             value = np.take(flat, base + np.take(self.feature, node))
             go_left = value <= np.take(self.threshold, node)
             node = np.take(self.children, 2 * node + go_left)
         return node
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """The many-row tree walk, ~30 % fewer element steps than walking every tree to the deepest.
+
+    Why: at 100 rows the walk is most of the compiled model's time, and it is paid per element.
+    Trees are walked deepest first, one tree per row of a (trees × rows) array, so after level
+    ``L`` only the first ``active[L]`` rows (trees deeper than ``L``) move on: a contiguous
+    slice, no copy. A node ``n`` is addressed as ``2n`` (its ``[right, left]`` pair), so a step
+    is ``children2[s + go_left]`` without a multiply. Leaf values are put back in the model's
+    tree order before the running sum, which therefore adds exactly as sklearn does.
+    """
+
+    feature2: np.ndarray  # feature of node n at 2n and 2n + 1
+    threshold2: np.ndarray
+    children2: np.ndarray  # 2 × child of n: right at 2n, left at 2n + 1
+    value2: np.ndarray
+    roots2: np.ndarray  # 2 × root, deepest tree first
+    active: tuple[int, ...]  # trees still moving at each level
+    unsort: np.ndarray  # walk order → model order
+
+    def raw(self, doubled: np.ndarray, baseline: float) -> np.ndarray:
+        """Baseline plus each tree's leaf value, in model order, for rows of the doubled matrix."""
+        n_rows, width = doubled.shape
+        flat = doubled.ravel()
+        base = np.arange(0, n_rows * width, width, dtype=np.intp)
+        state = np.repeat(self.roots2[:, None], n_rows, axis=1)
+        for k in self.active:
+            node = state[:k]
+            index = np.take(self.feature2, node)
+            index += base
+            go_left = np.take(flat, index) <= np.take(self.threshold2, node)
+            np.take(self.children2, node + go_left, out=node)
+        terms = np.empty((len(self.roots2) + 1, n_rows))
+        terms[0] = baseline
+        np.take(np.take(self.value2, state), self.unsort, axis=0, out=terms[1:])
+        return np.cumsum(terms, axis=0)[-1]
+
+
+def _walk(forest: dict[str, Any], depths: np.ndarray) -> _Walk:
+    """The :class:`_Walk` of flat forest arrays; ``depths``: each tree's deepest leaf."""
+    order = np.argsort(-depths, kind="stable")
+    children = forest["children"]
+    return _Walk(
+        feature2=np.repeat(forest["feature"], 2),
+        threshold2=np.repeat(forest["threshold"], 2),
+        children2=(2 * children).astype(np.intp),
+        value2=np.repeat(forest["value"], 2),
+        roots2=(2 * forest["roots"][order]).astype(np.intp),
+        active=tuple(int(np.sum(depths > level)) for level in range(int(depths.max()))),
+        unsort=np.argsort(order).astype(np.intp),
+    )
 
 
 def _tree_arrays(nodes: np.ndarray, offset: int, n_features: int) -> tuple[np.ndarray, ...]:
@@ -505,16 +578,21 @@ def _compile_forest(estimator: HistGradientBoostingRegressor) -> _Forest:
     n_features = int(estimator.n_features_in_)
     parts = [_tree_arrays(t, int(r), n_features) for t, r in zip(trees, roots, strict=True)]
     feature, threshold, left, right, value = (np.concatenate(p) for p in zip(*parts, strict=True))
+    depths = np.array([int(nodes["depth"].max()) for nodes in trees])
+    arrays = {
+        "feature": feature.astype(np.intp),
+        "threshold": threshold.astype(np.float64),
+        "left": left,
+        "right": right,
+        "children": np.stack([right, left], axis=1).ravel(),
+        "value": value.astype(np.float64),
+        "roots": roots,
+    }
     return _Forest(
-        feature=feature.astype(np.intp),
-        threshold=threshold.astype(np.float64),
-        left=left,
-        right=right,
-        children=np.stack([right, left], axis=1).ravel(),
-        value=value.astype(np.float64),
-        roots=roots,
-        depth=max(int(nodes["depth"].max()) for nodes in trees),
+        **arrays,
+        depth=int(depths.max()),
         baseline=float(np.ravel(estimator._baseline_prediction)[0]),
+        walk=_walk(arrays, depths),
     )
 
 

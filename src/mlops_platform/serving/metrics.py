@@ -136,10 +136,28 @@ class ApiMetrics:
         children[1].observe(seconds)
 
     def observe_predictions(self, values: np.ndarray) -> None:
+        """Count the predictions and put the finite ones in the price histogram (a NaN would
+        poison its sum for good).
+
+        A batch costs one increment per bucket it hits and one of the sum, not an ``observe``
+        per price: at ~2 µs each those were ~200 µs of a 100-record request. It reads
+        ``prometheus_client``'s histogram internals, so without them it observes one by one.
+        """
         self.predictions.inc(len(values))
-        observe = self.prediction_value.observe
-        for value in values[np.isfinite(values)].tolist():  # a NaN would poison the sum for good
-            observe(value)
+        finite = values[np.isfinite(values)]
+        histogram = self.prediction_value
+        buckets, total = getattr(histogram, "_buckets", None), getattr(histogram, "_sum", None)
+        bounds = getattr(histogram, "_upper_bounds", None)
+        if buckets is None or total is None or bounds is None or len(buckets) != len(bounds):
+            for value in finite.tolist():
+                histogram.observe(value)
+            return
+        if not len(finite):
+            return
+        total.inc(sum(finite.tolist()))
+        hits = np.bincount(np.searchsorted(bounds, finite, side="left"), minlength=len(bounds))
+        for index in np.flatnonzero(hits).tolist():  # observe(): the first bound >= the value
+            buckets[index].inc(int(hits[index]))
 
     def serving(
         self, name: str, version: str, run_id: str, path: str, mismatch: bool = False
