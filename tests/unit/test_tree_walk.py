@@ -84,9 +84,14 @@ def _per_tree(model: HistGradientBoostingRegressor, x: np.ndarray) -> np.ndarray
 
 
 def _plain_walk(forest: _Forest, x: np.ndarray) -> np.ndarray:
-    """Every tree walked to the deepest level, as before the deepest-first walk."""
+    """Every tree walked to the deepest level, as before the deepest-first walk: all rows and
+    trees at once, level by level, on the compiled forest's own arrays."""
     doubled = np.hstack([np.where(np.isnan(x), -np.inf, x), x])
-    leaves = forest._leaves_many(doubled)
+    leaves = np.broadcast_to(forest.roots, (len(x), len(forest.roots)))
+    row = np.arange(len(x))[:, None]
+    for _ in range(forest.depth):
+        go_left = doubled[row, forest.feature[leaves]] <= forest.threshold[leaves]
+        leaves = np.where(go_left, forest.left[leaves], forest.right[leaves])
     start = np.full((len(x), 1), forest.baseline)
     return np.cumsum(np.hstack([start, forest.value[leaves]]), axis=1)[:, -1]
 

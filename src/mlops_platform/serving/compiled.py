@@ -454,7 +454,6 @@ class _Forest:
     threshold: np.ndarray
     left: np.ndarray
     right: np.ndarray
-    children: np.ndarray  # [right, left] per node, flat: child of n is children[2n + go_left]
     value: np.ndarray
     roots: np.ndarray
     depth: int
@@ -481,18 +480,6 @@ class _Forest:
         for _ in range(self.depth):
             node = np.take(step, node)
         return node[None, :]
-
-    def _leaves_many(self, rows: np.ndarray) -> np.ndarray:
-        """The leaf of every (row, tree), one tree per column: the plain level-by-level walk,
-        kept as the reference :class:`_Walk` is tested against."""
-        flat = rows.ravel()
-        base = (np.arange(len(rows)) * rows.shape[1])[:, None]
-        node = np.broadcast_to(self.roots, (len(rows), len(self.roots)))
-        for _ in range(self.depth):
-            value = np.take(flat, base + np.take(self.feature, node))
-            go_left = value <= np.take(self.threshold, node)
-            node = np.take(self.children, 2 * node + go_left)
-        return node
 
 
 @dataclass(frozen=True)
@@ -536,7 +523,7 @@ class _Walk:
 def _walk(forest: dict[str, Any], depths: np.ndarray) -> _Walk:
     """The :class:`_Walk` of flat forest arrays; ``depths``: each tree's deepest leaf."""
     order = np.argsort(-depths, kind="stable")
-    children = forest["children"]
+    children = np.stack([forest["right"], forest["left"]], axis=1).ravel()
     return _Walk(
         feature2=np.repeat(forest["feature"], 2),
         threshold2=np.repeat(forest["threshold"], 2),
@@ -584,7 +571,6 @@ def _compile_forest(estimator: HistGradientBoostingRegressor) -> _Forest:
         "threshold": threshold.astype(np.float64),
         "left": left,
         "right": right,
-        "children": np.stack([right, left], axis=1).ravel(),
         "value": value.astype(np.float64),
         "roots": roots,
     }
