@@ -1,8 +1,9 @@
 """``POST /predict``: one listing or a list of them → prices, with the model that made them.
 
-The hot path: no MLflow or database call, the served model read once, the body checked once
-column-wise (:mod:`~mlops_platform.serving.body`), rows logged by queueing only, the answer
-serialised by orjson straight from the numpy array.
+The hot path: no MLflow or database call, the served model read once, the body parsed by orjson
+(:mod:`~mlops_platform.serving.json_request`) and checked once column-wise
+(:mod:`~mlops_platform.serving.body`), rows logged by queueing only, the answer serialised by
+orjson straight from the numpy array.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from pydantic import SkipValidation
 from starlette.concurrency import run_in_threadpool
 
 from mlops_platform.serving.body import PredictBody, VerdictMemo, check_body
+from mlops_platform.serving.json_request import FastJSONRoute
 from mlops_platform.serving.metrics import START_KEY
 from mlops_platform.serving.routes.deps import current_model
 from mlops_platform.serving.routes.schemas import PredictResponse, Problem
 from mlops_platform.serving.state import EXAMPLE_RECORD, ApiState, LoadedModel
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], route_class=FastJSONRoute)
 
 # Bodies this large run in the thread pool, so one big request does not stall the event loop.
 # Smaller ones (100 records: ~1 ms) run inline: the hop to a thread costs more than it saves, and
