@@ -2,7 +2,7 @@
 
 Starts the local platform (PostgreSQL, S3, MLflow) in a temporary folder, trains and promotes a
 model on simulator data through the real pipelines, then serves ``models:/<name>@production``
-two ways on loopback with the same worker count (MLflow's default, 1):
+two ways on loopback with the same worker count (``--workers``, default MLflow's own: 1):
 
 - **ours** — ``mlops serve api`` (``POST /predict``), the compiled prediction path;
 - **mlflow** — ``mlflow models serve --env-manager local`` (``POST /invocations``).
@@ -12,7 +12,7 @@ requests, alternating servers over several runs; medians are reported. Also the 
 per-row predict time of the compiled path and of the plain pipeline. Prints ``key=value``
 lines, ``speedup`` (ours/MLflow requests/s, single record) last.
 
-    python bench/serve.py [--runs 3] [--seconds 10]
+    python bench/serve.py [--runs 3] [--seconds 10] [--workers 1]
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes of each server (MLflow's default: 1)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (make bench does this)")
@@ -144,7 +147,10 @@ def main() -> None:
         scorer = free_port()
         settings = platform.on_free_ports(
             load_settings(
-                state_dir=root, api_workers=1, model_name="bench", experiment_name="bench"
+                state_dir=root,
+                api_workers=args.workers,
+                model_name="bench",
+                experiment_name="bench",
             )
         )
         ours = Service("api", root)
@@ -171,7 +177,7 @@ def main() -> None:
                     "-p",
                     str(scorer),
                     "-w",
-                    "1",
+                    str(args.workers),
                 ],
                 {
                     **env,
@@ -183,6 +189,7 @@ def main() -> None:
             wait_http(f"{settings.api_url}/readyz", timeout_s=180, process=ours)
             wait_http(f"http://127.0.0.1:{scorer}/ping", timeout_s=180, process=theirs)
             print(f"ours_path={httpx.get(f'{settings.api_url}/model').json().get('path')}")
+            print(f"workers={args.workers}")
             results = measure(root, settings.api_url, f"http://127.0.0.1:{scorer}", args)
             report(results, in_process(settings))
         finally:
