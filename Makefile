@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed
 
 # The lock pins every dependency of the package and its `airflow` extra: the image installs it
 # exactly, and the test venv is constrained by it, so tests run the versions the image ships.
-# uv installs it: the same 279 packages as pip, in 13 s instead of 273 s on a fresh 2-core
-# machine (docs/BENCHMARKS.md), most of `make test`'s set-up. Pinned so `make lock` resolves
-# the same way everywhere. Where uv cannot reach an index pip can (a proxy only pip is set up
-# for), pip installs the same set.
+# uv installs it: the same 277 distributions as pip, in 27 s instead of 343 s on this 2-core
+# machine without a download cache (bench/install.py, docs/BENCHMARKS.md), most of `make test`'s
+# set-up. Pinned so `make lock` resolves the same way everywhere. Where uv cannot reach an index
+# pip can (a proxy only pip is set up for), pip installs the same set.
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 $(STAMP): pyproject.toml requirements.lock
