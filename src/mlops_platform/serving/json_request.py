@@ -25,7 +25,7 @@ from starlette.responses import Response
 # them anyway (a long fraction, a long number in a string) is merely read the slower way. Found by
 # mapping digits to "0" and the rest to " " (C speed: ~20 µs for 100 records, where a regular
 # expression took ~250 µs, more than orjson saves).
-_DIGITS = bytes(ord("0") if chr(byte).isdigit() and byte < 128 else ord(" ") for byte in range(256))
+_DIGITS = bytes(ord("0") if byte in b"0123456789" else ord(" ") for byte in range(256))
 _HUGE_INTEGER = b"0" * 19
 
 
