@@ -9,17 +9,19 @@ STAMP := $(VENV)/.installed
 
 # The lock pins every dependency of the package and its `airflow` extra: the image installs it
 # exactly, and the test venv is constrained by it, so tests run the versions the image ships.
-# uv installs it: the same 277 distributions as pip, in 27 s instead of 343 s on this 2-core
-# machine without a download cache (bench/install.py, docs/BENCHMARKS.md), most of `make test`'s
-# set-up. Pinned so `make lock` resolves the same way everywhere. Where uv cannot reach an index
-# pip can (a proxy only pip is set up for), pip installs the same set.
+# uv installs it: the same 277 distributions as pip, faster (bench/install.py, docs/BENCHMARKS.md).
+# Bytecode is compiled at install, as pip does: with PYTHONDONTWRITEBYTECODE set (CI machines
+# set it) a venv without .pyc files compiles every module it imports, in every process, every
+# time — the test suite's many subprocesses ran ~2x slower. Pinned so `make lock` resolves the
+# same way everywhere. Where uv cannot reach an index pip can (a proxy only pip is set up for),
+# pip installs the same set.
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip install --python $(PY) --quiet -c requirements.lock -e ".[dev]" \
+	$(UV) pip install --python $(PY) --quiet --compile-bytecode -c requirements.lock -e ".[dev]" \
 	  || { echo "install: uv failed (above); installing with pip instead, which takes minutes"; \
 	       $(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"; }
 	@touch $(STAMP)

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 UV_VERSION = "0.13.9"  # as the Makefile pins it
 LOCKED = ["-c", "requirements.lock", "-e", ".[dev]"]
+UV_FLAGS = ["--no-cache", "--compile-bytecode"]  # bytecode: pip compiles it too
 
 
 def _venv(where: Path) -> Path:
@@ -62,7 +63,7 @@ def run_uv(scratch: Path) -> tuple[float, set[str]]:
     )
     uv = python.parent / "uv"
     subprocess.run(
-        [str(uv), "pip", "install", "--python", str(python), "--quiet", "--no-cache", *LOCKED],
+        [str(uv), "pip", "install", "--python", str(python), "--quiet", *UV_FLAGS, *LOCKED],
         check=True,
         cwd=ROOT,
     )
