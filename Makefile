@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # uv installs it: the same 277 distributions as pip, faster (bench/install.py, docs/BENCHMARKS.md).
 # Bytecode is compiled at install, as pip does: with PYTHONDONTWRITEBYTECODE set (CI machines
 # set it) a venv without .pyc files compiles every module it imports, in every process, every
-# time — the test suite's many subprocesses ran ~2x slower. Pinned so `make lock` resolves the
+# time (the chart tests ran 1.6x slower). Pinned so `make lock` resolves the
 # same way everywhere. Where uv cannot reach an index pip can (a proxy only pip is set up for),
 # pip installs the same set.
 UV_VERSION := 0.13.9
