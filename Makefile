@@ -47,7 +47,14 @@ lint: install ## ruff: lint and formatting
 	$(VENV)/bin/ruff check src tests dags bench
 	$(VENV)/bin/ruff format --check src tests dags bench
 
-test: install lint charts-test ## Set up everything and run the whole test suite
+# The image builds in the background during the chart tests: it mostly waits on downloads, they on
+# one core (on a fresh 2-core machine both took 263 s, one after the other 438 s; docs/BENCHMARKS.md).
+# The suites that start services wait until it is built.
+test: install lint ## Set up everything and run the whole test suite
+	@scripts/ensure-tools.sh >/dev/null
+	@scripts/images.sh --start
+	$(MAKE) --no-print-directory charts-test
+	@scripts/images.sh --wait
 	$(VENV)/bin/pytest --ignore=tests/charts --ignore=tests/images --ignore=tests/reliability
 	$(MAKE) --no-print-directory reliability
 	$(MAKE) --no-print-directory images-test

@@ -5,6 +5,9 @@
 #   scripts/images.sh --tools    what the image tests need: podman, runc, redis, and the image in
 #                                podman's storage (copied from Docker when Docker built it)
 #   scripts/images.sh --size     print the image's size in bytes
+#   scripts/images.sh --start    start the build in the background (`make test` overlaps it with
+#                                the chart tests: the build waits on the network, they on a core)
+#   scripts/images.sh --wait     wait for that build, show its steps, fail as it failed
 #
 # Without a Docker engine (CI, this kind of machine) it uses Debian's buildah and podman
 # (installed here with apt-get when missing, as root). No base image can be pulled on such a
@@ -153,9 +156,51 @@ ensure_in_podman() {
   fi
 }
 
+# --- in the background (make test) ---------------------------------------------------------------
+BACKGROUND_LOG="$LOG_DIR/background.log"
+BACKGROUND_STATUS="$LOG_DIR/background.status"
+BACKGROUND_PID="$LOG_DIR/background.pid"
+
+start_background() {
+  mkdir -p "$LOG_DIR" && rm -f "$BACKGROUND_STATUS"
+  # apt-get first, in the foreground: the tests that run meanwhile must not find dpkg locked.
+  if ! docker_engine; then
+    local missing=()
+    for tool in buildah debootstrap podman runc redis-server; do have "$tool" || missing+=("$tool"); done
+    if ((${#missing[@]})); then apt_install "${missing[@]}" uidmap; fi
+  fi
+  # The exit status goes to a file: --wait runs in another shell, not this one's parent.
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  nohup bash -c '"$0" >"$1" 2>&1; echo $? >"$2"' "$ROOT/scripts/images.sh" "$BACKGROUND_LOG" \
+    "$BACKGROUND_STATUS" </dev/null >/dev/null 2>&1 &  # holds no pipe of make's open
+  echo $! >"$BACKGROUND_PID"
+  log "building $IMAGE in the background while other tests run (log: $BACKGROUND_LOG)"
+}
+
+wait_background() {
+  [[ -e "$BACKGROUND_LOG" ]] || die "no background build was started (scripts/images.sh --start)"
+  local start=$SECONDS
+  until [[ -s "$BACKGROUND_STATUS" ]]; do
+    if ! kill -0 "$(cat "$BACKGROUND_PID")" 2>/dev/null && [[ ! -s "$BACKGROUND_STATUS" ]]; then
+      tail -n 30 "$BACKGROUND_LOG" >&2
+      die "the background build ended without a status (killed?): run make images"
+    fi
+    if (((SECONDS - start) % 30 == 0)); then
+      log "waiting for the background build ($((SECONDS - start)) s): $(grep '^images: ' "$BACKGROUND_LOG" | tail -n 1)"
+    fi
+    sleep 1
+  done
+  local status
+  status="$(cat "$BACKGROUND_STATUS")"
+  grep '^images: \|^image=' "$BACKGROUND_LOG" >&2 || true
+  ((status == 0)) || { tail -n 30 "$BACKGROUND_LOG" >&2; die "the background build failed (log: $BACKGROUND_LOG)"; }
+}
+
 case "${1:-}" in
   --tools) ensure_tools && ensure_in_podman ;;
+  --start) start_background ;;
+  --wait) wait_background ;;
   --size) size_of "$IMAGE" ;;
   "") build ;;
-  *) die "unknown option $1 (use --tools or --size, or nothing to build)" ;;
+  *) die "unknown option $1 (use --tools, --size, --start or --wait, or nothing to build)" ;;
 esac
