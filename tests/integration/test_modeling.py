@@ -7,6 +7,7 @@ market and is promoted; the history table tells it in order, and a re-run change
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
@@ -213,11 +214,12 @@ def test_an_older_data_version_decided_after_a_newer_one_is_superseded(
 
 
 def test_two_runs_training_the_same_data_at_once_register_one_version(
-    stores: Stores, mlflow_settings: Settings
+    stores: Stores, mlflow_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Airflow and the CLI deciding the same data at once (found by make reliability: both
     registered a version, and only one got a decision). The second waits for the first's
-    registration and reuses it."""
+    registration, says that it waits, and reuses it."""
+    caplog.set_level(logging.INFO, logger=modeling.__name__)
     settings = _settings(stores, mlflow_settings)
     _collect(stores, 1)
     decision = modeling.decide(settings)
@@ -239,6 +241,8 @@ def test_two_runs_training_the_same_data_at_once_register_one_version(
     assert not errors, errors
     assert [r["version"] for r in results] == ["1", "1"], results
     assert _versions(settings) == ["1"]
+    waited = [r for r in caplog.records if "another run is training this data" in r.getMessage()]
+    assert len(waited) == 1, [r.getMessage() for r in caplog.records]
 
 
 def test_reference_rows_are_what_production_was_trained_on(

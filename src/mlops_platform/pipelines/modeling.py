@@ -81,7 +81,10 @@ def _training(clean_url: str, label: str) -> Iterator[None]:
     key = {"key": f"{_DECISION_LOCK}.train:{label}"}
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+            if not conn.execute(text("SELECT pg_try_advisory_lock(hashtext(:key))"), key).scalar():
+                # Said, because the wait lasts as long as the other run (its retries included).
+                log.info("%s: another run is training this data; waiting for it to end", label)
+                conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
             conn.commit()
             try:
                 yield
