@@ -1,7 +1,8 @@
 """Serving under faults, on the shared platform: the API killed (SIGKILL) in the middle of a burst
 of /predict calls comes back serving the version under the production alias, the one it served
-before; a promoted version that cannot be loaded leaves the old one serving, and ``GET /model``
-and ``mlops_api_model_reloads_total{outcome="failed"}`` say why.
+before (or one Airflow promoted meanwhile); a promoted version that cannot be loaded leaves the
+old one serving, and ``GET /model`` and ``mlops_api_model_reloads_total{outcome="failed"}`` say
+why.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def test_the_api_killed_mid_burst_comes_back_serving_the_same_version(
     assert before is not None, "no model served before the burst"
     outcomes: Counter[str] = Counter()
     unexpected: list[str] = []
+    versions: Counter[str] = Counter()  # 200 answers per model version
     lock = threading.Lock()
     answered = [0]
     kill_now = threading.Event()  # set by the sender whose answer is the KILL_AFTER-th
@@ -91,8 +93,7 @@ def test_the_api_killed_mid_burst_comes_back_serving_the_same_version(
                 answered[0] += 1
                 if answered[0] == KILL_AFTER:
                     kill_now.set()
-                if answer.json()["model"]["version"] != before:
-                    unexpected.append(answer.text[:200])
+                versions[answer.json()["model"]["version"]] += 1
             else:
                 unexpected.append(f"{answer.status_code}: {answer.text[:200]}")
 
@@ -117,20 +118,26 @@ def test_the_api_killed_mid_burst_comes_back_serving_the_same_version(
     wait_until("the restarted API to serve the production alias", serves_the_alias, 120)
     recovered_s = time.monotonic() - killed_at
     after = served_version(platform)
+    promoted = alias_version(platform)
     with platform.api() as api:
         again = api.post("/predict", json=EXAMPLE_RECORD)
 
     failed = sum(n for kind, n in outcomes.items() if not kind.isdigit())
     sent = sum(outcomes.values())
     assert sent == REQUESTS
-    assert not unexpected, unexpected[:5]  # every answer was a 200 from the version served
+    assert not unexpected, unexpected[:5]  # every answer was a 200 or a cut connection
+    # From the version served before, or from one Airflow's modeling DAG promoted meanwhile (the
+    # API swaps on the hook; seen in CI right after the load test's DAG runs), nothing else.
+    assert set(versions) <= {before, promoted}, (before, promoted, versions)
     assert failed > 0, f"the kill did not interrupt the burst: {outcomes}"
-    assert after == before or alias_version(platform) != before, (before, after)
+    assert after == before or promoted != before, (before, after)
     assert again.status_code == 200, again.text
     assert again.json()["model"]["version"] == after
+    by_version = ", ".join(f"v{version}: {n}" for version, n in sorted(versions.items()))
     scenario.report(
         f"{sent} /predict sent by {CLIENTS} clients, API killed after {answered_before_kill}: "
-        f"{answered[0]} answered 200, {failed} connection errors, 0 other; back serving "
+        f"{answered[0]} answered 200 ({by_version}), "
+        f"{failed} connection errors, 0 other; back serving "
         f"v{after} (before: v{before}) {recovered_s:.1f} s after the kill",
         requests=sent,
         answered=answered[0],
@@ -139,6 +146,7 @@ def test_the_api_killed_mid_burst_comes_back_serving_the_same_version(
         failures_by_kind={k: n for k, n in outcomes.items() if not k.isdigit()},
         version_before=before,
         version_after=after,
+        answers_by_version=dict(versions),
         restart_s=round(restarted_s, 1),
         recover_s=round(recovered_s, 1),
     )
