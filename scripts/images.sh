@@ -53,11 +53,11 @@ apt_install() {
     --no-install-recommends "$@" >&2
 }
 
+# The image tests' tools, and any other package given (its command has the package's name), in
+# one apt-get call.
 ensure_tools() {
-  local missing=()
-  have podman || missing+=(podman)
-  have runc || missing+=(runc)
-  have redis-server || missing+=(redis-server)
+  local missing=() tool
+  for tool in podman runc redis-server "$@"; do have "$tool" || missing+=("$tool"); done
   if ((${#missing[@]})); then apt_install "${missing[@]}" uidmap; fi
 }
 
@@ -164,11 +164,7 @@ BACKGROUND_PID="$LOG_DIR/background.pid"
 start_background() {
   mkdir -p "$LOG_DIR" && rm -f "$BACKGROUND_STATUS"
   # apt-get first, in the foreground: the tests that run meanwhile must not find dpkg locked.
-  if ! docker_engine; then
-    local missing=()
-    for tool in buildah debootstrap podman runc redis-server; do have "$tool" || missing+=("$tool"); done
-    if ((${#missing[@]})); then apt_install "${missing[@]}" uidmap; fi
-  fi
+  if ! docker_engine; then ensure_tools buildah debootstrap; fi
   # The exit status goes to a file: --wait runs in another shell, not this one's parent.
   # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
   nohup bash -c '"$0" >"$1" 2>&1; echo $? >"$2"' "$ROOT/scripts/images.sh" "$BACKGROUND_LOG" \
