@@ -81,8 +81,13 @@ def run_pipelines(settings: Settings) -> int:
             return batches
         batches += 1
         row = run_model_pipeline(settings)
+        compared = ", ".join(  # each compared family's validation MAE: which one won, by how much
+            f"{family} {scores['mae']:,.0f}"
+            for family, scores in (row.get("validation_metrics") or {}).items()
+        )
         progress(
-            f"batch {batches}: {row.get('outcome')} ({row.get('candidate_family')}), "
+            f"batch {batches}: {row.get('outcome')} ({row.get('candidate_family')}"
+            f"{'; validation MAE ' + compared if compared else ''}), "
             f"model pipeline {sum(row['timings'].values()):.0f} s"
         )
 

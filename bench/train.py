@@ -101,7 +101,7 @@ def main() -> None:
                     print(f"rows_{size}_train_{step.replace(' ', '_')}_s={seconds:.1f}")
                 print(f"rows_{size}_shap_share={timings['explain'] / wall:.3f}")
                 print(f"rows_{size}_family={report['candidate_family']}")
-                for family, scores in validation.items():
+                for family, scores in (validation or {}).items():
                     print(f"rows_{size}_validation_mae_{family}={scores['mae']:.0f}")
                     print(f"rows_{size}_validation_r2_{family}={scores['r2']:.3f}")
         finally:

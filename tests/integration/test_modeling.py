@@ -23,7 +23,6 @@ from mlops_platform.pipelines import modeling, registry
 from mlops_platform.pipelines.dataset import load_listings
 from mlops_platform.pipelines.evaluate import evaluate
 from mlops_platform.pipelines.modeling import run_model_pipeline
-from mlops_platform.pipelines.train import COMPARED
 from mlops_platform.settings import Settings
 from mlops_platform.storage.tables import model_history
 from tests.conftest import Stores
@@ -131,10 +130,12 @@ def test_the_story_of_a_drifting_market(stores: Stores, mlflow_settings: Setting
 
     importance = mlflow.artifacts.load_dict(f"{drifted['shap_uri']}/importance.json")
     assert set(importance["importance"]) >= {"house_size", "zip_code", "state"}
-    validation = drifted["validation_metrics"]
-    assert set(validation) == set(COMPARED)  # the GLM is a baseline, no longer a candidate
-    chosen = validation[drifted["candidate_family"]]["mae"]
-    assert chosen == min(scores["mae"] for scores in validation.values())
+    # One family by default: fitted once on every train row, nothing compared on validation.
+    assert drifted["candidate_family"] == "linear_trees"
+    assert drifted["validation_metrics"] is None
+    run = MlflowClient(settings.mlflow_tracking_uri).get_run(new.run_id)
+    assert run.data.params["families"] == "linear_trees"
+    assert not [key for key in run.data.metrics if key.startswith("validation_")]
 
     versions = _versions(settings)
     again = run_model_pipeline(settings)  # a re-run changes nothing
@@ -153,13 +154,19 @@ def other_stores(postgres):
 def test_same_data_and_seed_give_the_same_decisions(
     stores: Stores, other_stores: Stores, mlflow_settings: Settings
 ) -> None:
+    """With several families configured, each new model is the lowest validation MAE among
+    them, and the same data and seed choose and score the same everywhere."""
     runs = []
     for target in (stores, other_stores):
-        settings = _settings(target, mlflow_settings)
+        settings = _settings(target, mlflow_settings).replace(model_families="hgb,linear_trees")
         outcomes = []
         for number in (1, 2):
             _collect(target, number)
             row = run_model_pipeline(settings)
+            validation = row["validation_metrics"]
+            assert set(validation) == {"hgb", "linear_trees"}
+            chosen = validation[row["candidate_family"]]["mae"]
+            assert chosen == min(scores["mae"] for scores in validation.values())
             outcomes.append(
                 (row["outcome"], row["candidate_family"], round(row["candidate_metrics"]["mae"], 2))
             )

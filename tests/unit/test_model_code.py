@@ -14,7 +14,6 @@ from mlops_platform.pipelines.linear_trees import noise_weights
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.registry import TRUSTED_TYPES
 from mlops_platform.pipelines.train import (
-    COMPARED,
     FAMILIES,
     at_most,
     build_model,
@@ -23,6 +22,7 @@ from mlops_platform.pipelines.train import (
     recency_weights,
 )
 from mlops_platform.schema import FEATURES
+from mlops_platform.settings import load_settings
 from tests.support import clean_frame
 
 CONFIG = SimulatorConfig(batch_size=1500, seed=9, drift_at=4, drift_strength=1.5)
@@ -137,15 +137,14 @@ def test_recent_batches_weigh_more() -> None:
 def test_pooled_locations_beat_the_glm_baseline(candidates, market: pd.DataFrame) -> None:
     """On this small market (a few thousand rows) plain boosted trees and the GLM are within
     noise of each other (which is ahead moved with the 128-bit row keys' validation slice); the
-    gap at scale is in docs/BENCHMARKS.md. The chosen family, linear_trees, must beat the GLM,
-    which is why the GLM is no longer compared."""
+    gap at scale is in docs/BENCHMARKS.md. The default family, linear_trees, must beat both,
+    which is why they are no longer compared by default."""
     assert [c.family for c in candidates] == list(FAMILIES)
-    assert set(COMPARED) < set(FAMILIES)
-    assert "glm" not in COMPARED
+    assert load_settings().families == ("linear_trees",)
     scores = {c.family: c.validation["mae"] for c in candidates}
     assert scores["linear_trees"] < scores["glm"]
     assert scores["linear_trees"] < scores["hgb"]
-    chosen = choose([c for c in candidates if c.family in COMPARED])
+    chosen = choose(candidates)
     assert chosen.family == "linear_trees"
     assert chosen.validation["mae"] == min(scores.values())
     assert chosen.validation["r2"] > 0.6, chosen.validation

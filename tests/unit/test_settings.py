@@ -47,6 +47,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MLOPS_DATASOURCE_URL", "ftp://source"),
         ("MLOPS_TEST_FRACTION", "1.5"),
         ("MLOPS_SIM_BATCH_SIZE", "-3"),
+        ("MLOPS_MODEL_FAMILIES", "forest"),
+        ("MLOPS_MODEL_FAMILIES", "hgb, linear_trees"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -55,6 +57,12 @@ def test_bad_value_names_the_variable(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=variable):
         load_settings()
+
+
+def test_model_families_are_names_each_once_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().families == ("linear_trees",)
+    monkeypatch.setenv("MLOPS_MODEL_FAMILIES", "linear_trees,hgb,linear_trees")
+    assert load_settings().families == ("linear_trees", "hgb")
 
 
 def test_cli_fails_at_start_up_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

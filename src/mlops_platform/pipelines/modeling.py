@@ -32,7 +32,7 @@ from mlops_platform.pipelines.evidence import location_median, original_glm, pai
 from mlops_platform.pipelines.explain import explain as shap_explain
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.sample import at_most
-from mlops_platform.pipelines.train import choose, fit_candidates, refit
+from mlops_platform.pipelines.train import choose, fit_candidates, fit_family
 from mlops_platform.schema import FEATURES, TARGET
 from mlops_platform.settings import Settings
 from mlops_platform.storage.engine import make_engine
@@ -207,7 +207,8 @@ def decide(settings: Settings, *, loaded: Loaded | None = None) -> dict[str, Any
 
 
 def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None:
-    """Fit both families, keep the best on validation, register it (once per data version)."""
+    """Fit the configured family (the best of several on validation), register it (once per
+    data version)."""
     if not decision.get("retrain"):
         return None
     label = decision["data_version"]
@@ -243,26 +244,30 @@ def _fit_and_register(settings: Settings, decision: dict[str, Any]) -> dict[str,
     finally:
         clean.dispose()
     steps = {"load": time.perf_counter() - started}
-    candidates = fit_candidates(
-        train_rows, seed=settings.train_seed, half_life=settings.recency_half_life
-    )
-    best = choose(candidates)
-    steps["compare families"] = time.perf_counter() - started - sum(steps.values())
-    model = refit(best, train_rows, seed=settings.train_seed, half_life=settings.recency_half_life)
-    steps[f"fit {best.family}"] = time.perf_counter() - started - sum(steps.values())
-    validation = {c.family: c.validation for c in candidates}
+    seed, half_life = settings.train_seed, settings.recency_half_life
+    family, validation = settings.families[0], {}
+    if len(settings.families) > 1:
+        candidates = fit_candidates(
+            train_rows, seed=seed, half_life=half_life, families=settings.families
+        )
+        family = choose(candidates).family
+        validation = {c.family: c.validation for c in candidates}
+        steps["compare families"] = time.perf_counter() - started - sum(steps.values())
+    model = fit_family(family, train_rows, seed=seed, half_life=half_life)
+    steps[f"fit {family}"] = time.perf_counter() - started - sum(steps.values())
     metrics = {
-        f"validation_{metric}_{family}": value
-        for family, scores in validation.items()
+        f"validation_{metric}_{name}": value
+        for name, scores in validation.items()
         for metric, value in scores.items()
         if metric in ("mae", "rmse", "r2", "mape")
     }
     version = registry.register(
         settings,
         model,
-        family=best.family,
+        family=family,
         example=train_rows,
         params={
+            "families": settings.model_families,
             "seed": settings.train_seed,
             "recency_half_life": settings.recency_half_life,
             "train_rows": len(train_rows),
@@ -280,15 +285,15 @@ def _fit_and_register(settings: Settings, decision: dict[str, Any]) -> dict[str,
         "%s: version %s (%s) from %d train rows; %s",
         label,
         version.version,
-        best.family,
+        family,
         len(train_rows),
         ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items()),
     )
     return {
         "version": version.version,
         "run_id": version.run_id,
-        "family": best.family,
-        "validation": validation,
+        "family": family,
+        "validation": validation or None,  # None: one family, nothing compared
         "steps": {step: round(seconds, 3) for step, seconds in steps.items()},
     }
 
