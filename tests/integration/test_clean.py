@@ -452,8 +452,8 @@ def test_the_listing_keys_migration_keeps_a_stores_duplicates_found(
 
 
 def test_text_that_csv_or_copy_treat_specially_lands_as_cleaned_in_memory(stores: Stores) -> None:
-    """RAW is read back as CSV and CLEAN is written as COPY text: values holding quotes, commas,
-    tabs, newlines, backslashes, the NUL-escape or an empty string come out of CLEAN as
+    """RAW is read back as CSV and CLEAN is written with binary COPY: values holding quotes,
+    commas, tabs, newlines, backslashes, the NUL-escape or an empty string come out of CLEAN as
     clean_rows makes them from RAW's text, repairs keep RAW's very text, and the batch's
     duplicate of an earlier batch is found."""
     cities = [

@@ -14,7 +14,7 @@ writes one column oddly costs that column, not its rows.
 
 A batch is cleaned column-wise (:mod:`mlops_platform.schema_columns`: each distinct value of a
 column judged once by the schema's own field validator), read from RAW and written to CLEAN with
-COPY; :func:`validate_row` is the same verdict for one record.
+COPY (binary into CLEAN); :func:`validate_row` is the same verdict for one record.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import io
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from itertools import compress, repeat
@@ -36,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from psycopg.copy import QueuedLibpqWriter
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Date, Double, Engine, SmallInteger, func, select, text
 
 from mlops_platform.schema import (
     FIELDS,
@@ -48,8 +49,9 @@ from mlops_platform.schema import (
 )
 from mlops_platform.schema_columns import CheckedColumn, CheckedColumns, check_columns
 from mlops_platform.settings import Settings
+from mlops_platform.storage import binary_copy
 from mlops_platform.storage.engine import make_engine
-from mlops_platform.storage.tables import batches, cleaned_batches, raw_listings
+from mlops_platform.storage.tables import batches, clean_listings, cleaned_batches, raw_listings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ _FIELD_SET = frozenset(FIELDS)
 _REQUIRED_SET = frozenset(REQUIRED_FIELDS)
 _LOCK_KEY = 0x6D6C6F7073  # "mlops": one cleaner at a time per CLEAN database
 _CHUNK_ROWS = 50_000  # RAW rows read, cleaned and sent to CLEAN at a time
+_TEST, _TRAIN = (
+    pa.scalar(len(split).to_bytes(4, "big") + split, pa.binary()) for split in (b"test", b"train")
+)
 
 
 @dataclass(frozen=True)
@@ -206,7 +211,7 @@ class CleanBatch:
     rejections: list[Rejection]
     texts: dict[str, pa.Array]  # per field, each slot's value as text (null for null)
     test: np.ndarray  # per kept row: True where it is in the test split (split_of its identity)
-    key_texts: pa.Array  # row_keys as a pyarrow string array
+    key_digests: np.ndarray  # per kept row: its row key's 16 bytes (the uuid CLEAN stores)
 
     def in_test(self, rows: np.ndarray) -> np.ndarray:
         """Whether the kept rows ``rows`` (indices into ``kept``) are in the test split."""
@@ -286,7 +291,7 @@ def clean_columns(
     }
     texts = {name: _slot_texts(checked.columns[name]) for name in FIELDS}
     candidates = np.flatnonzero(~out)
-    keys, key_texts, identities = _hashes(checked, texts, candidates)
+    keys, key_digests, identities = _hashes(checked, texts, candidates)
     # The first row of each key is kept; a later one is its duplicate (and its repairs go too).
     # setdefault hands back the (batch, row) already there, or the one just put in.
     seen = {} if seen is None else seen
@@ -310,7 +315,7 @@ def clean_columns(
         [named[position] for position in sorted(named)],
         texts,
         _in_test_digests(identities, test_fraction)[single],
-        key_texts.take(pa.array(single)),
+        key_digests[single],
     )
 
 
@@ -355,15 +360,16 @@ def _sha256s(materials: pa.Array) -> bytes:
 
 def _hashes(
     checked: CheckedColumns, texts: dict[str, pa.Array], positions: np.ndarray
-) -> tuple[list[str], pa.Array, bytes]:
+) -> tuple[list[str], np.ndarray, bytes]:
     """The rows' keys and identity digests, in one pass over the rows' materials.
 
     Each field's texts are taken for the rows once; the row key is SHA-256 over all fields
     (what :func:`row_key` hashes for the row's listing) as its first 32 hex digits, the identity
     SHA-256 over IDENTITY_FIELDS (:func:`listing_identity`'s material). Returns the keys as a
-    list and as a pyarrow string array, and the identity digests concatenated."""
+    list of hex texts and as an (n, 16) array of their bytes, and the identity digests
+    concatenated."""
     if not len(positions):
-        return [], pa.array([], pa.string()), b""
+        return [], np.zeros((0, ROW_KEY_DIGITS // 2), dtype=np.uint8), b""
     parts = {
         name: pc.fill_null(texts[name], "\x00").take(checked.columns[name].ids[positions])
         for name in FIELDS
@@ -380,7 +386,7 @@ def _hashes(
     digits[:, 1::2] = _HEX_DIGITS[head & 15]
     offsets = np.arange(0, ROW_KEY_DIGITS * (count + 1), ROW_KEY_DIGITS, dtype=np.int32)
     key_texts = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(digits))
-    return key_texts.to_pylist(), key_texts, identities
+    return key_texts.to_pylist(), head, identities
 
 
 def _in_test(identities: list[bytes], test_fraction: float) -> np.ndarray:
@@ -545,31 +551,36 @@ def _chunks(raw: Connection, batch_id: int) -> Iterator[tuple[np.ndarray, dict[s
         yield read_columns(raw, batch_id, start, start + _CHUNK_ROWS)
 
 
-def _copy_texts(texts: pa.Array) -> pa.Array:
-    """Slot texts in COPY's text format: backslash, tab, newline and CR escaped, NULL as \\N."""
-    for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        texts = pc.replace_substring(texts, char, escaped)
-    return pc.fill_null(texts, "\\N")
+def _slot_fields(name: str, column: CheckedColumn, texts: pa.Array) -> pa.Array:
+    """Each slot's clean value as a binary COPY field of its CLEAN column's type."""
+    kind = clean_listings.c[name].type
+    if isinstance(kind, Double):
+        return binary_copy.numbers(pa.array(column.values, pa.float64()), ">f8")
+    if isinstance(kind, SmallInteger):
+        return binary_copy.numbers(pa.array(column.values, pa.int64()), ">i2")
+    if isinstance(kind, Date):
+        return binary_copy.dates(column.values)
+    return binary_copy.texts(texts)  # text columns: the slot text is the value itself
 
 
 def _copy_payload(batch: CleanBatch, rows: np.ndarray) -> bytes:
-    """COPY text of ``clean_data.listings`` for the kept rows ``rows`` (indices into ``kept``),
-    built for all of them at once: every part is a column, joined element-wise by pyarrow."""
+    """Binary COPY rows of ``clean_data.listings`` for the kept rows ``rows`` (indices into
+    ``kept``), built for all of them at once: every field is a column (per distinct value, then
+    taken for the rows), joined row by row by pyarrow."""
     positions = batch.kept[rows]
-    parts = [
-        pc.cast(pa.array(batch.batch_ids[positions]), pa.string()),
-        pc.cast(pa.array(batch.row_numbers[positions]), pa.string()),
+    fields = [
+        binary_copy.fixed(batch.batch_ids[positions], ">i8"),
+        binary_copy.fixed(batch.row_numbers[positions], ">i4"),
         *(
-            _copy_texts(batch.texts[name]).take(batch.checked.columns[name].ids[positions])
+            _slot_fields(name, batch.checked.columns[name], batch.texts[name]).take(
+                batch.checked.columns[name].ids[positions]
+            )
             for name in FIELDS
         ),
-        batch.key_texts.take(pa.array(rows)),
-        pc.if_else(pa.array(batch.in_test(rows)), "test\n", "train\n"),
+        binary_copy.uuids(batch.key_digests[rows]),
+        pc.if_else(pa.array(batch.in_test(rows)), _TEST, _TRAIN),
     ]
-    lines = pc.binary_join_element_wise(*parts, "\t")
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
-    start, stop = offsets[lines.offset], offsets[lines.offset + len(lines)]
-    return lines.buffers()[2].to_pybytes()[start:stop]
+    return binary_copy.payload(fields)
 
 
 def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
@@ -596,6 +607,40 @@ def _earlier(probe: Connection, keys: list[str]) -> dict[str, tuple[int, int]]:
     return {key: (first_batch, first_row) for key, first_batch, first_row in found}
 
 
+@dataclass
+class _Sent:
+    """What the chunks of a batch sent to ``listings`` so far, and what they left out."""
+
+    cleaned: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    duplicates: list[Rejection] = field(default_factory=list)
+    repairs: list[Repair] = field(default_factory=list)
+
+    def add(self, copy: Any, batch: CleanBatch, earlier: dict[str, tuple[int, int]]) -> None:
+        """Send a chunk's kept rows but those an earlier batch has (``earlier``: row key → its
+        batch and row), which become duplicates and lose their repairs."""
+        keys = batch.row_keys
+        again = [i for i, key in enumerate(keys) if key in earlier] if earlier else []
+        new = np.setdiff1d(np.arange(len(batch.kept)), again)
+        if len(new):
+            copy.write(_copy_payload(batch, new))
+        self.cleaned += len(new)
+        self.rejections += batch.rejections
+        dropped = {int(batch.kept[i]) for i in again}
+        self.duplicates += [
+            _duplicate(
+                int(batch.batch_ids[position]), int(batch.row_numbers[position]), earlier[key]
+            )
+            for position, key in ((int(batch.kept[i]), keys[i]) for i in again)
+        ]
+        self.repairs += [
+            repair
+            for position, kept_repairs in sorted(batch.repairs.items())
+            if position not in dropped
+            for repair in kept_repairs
+        ]
+
+
 def clean_batch(
     raw: Connection,
     clean: Connection,
@@ -610,25 +655,30 @@ def clean_batch(
     The batch goes through in chunks of row numbers: each is read, checked, hashed, looked up
     among earlier batches' row keys (on ``probe``, a second connection: earlier batches are
     committed) and sent into one COPY of ``listings`` by a writer thread, so the server stores
-    a chunk while the next one is being cleaned. Duplicates within the batch are judged across
-    chunks (``seen``); a row equal to a listing of an earlier batch is a duplicate and its
-    repairs are dropped with it. Rejections and repairs follow, then the batch's marker.
+    a chunk while the next one is being cleaned. A chunk's lookup runs on a thread while the
+    next chunk is read; the chunk is sent after both. Duplicates within
+    the batch are judged across chunks (``seen``); a row equal to a listing of an earlier batch
+    is a duplicate and its repairs are dropped with it. Rejections and repairs follow, then the
+    batch's marker.
     """
     seen: dict[str, tuple[int, int]] = {}
     memo: dict[Any, Any] = {}
-    rows_read, cleaned = 0, 0
-    rejections: list[Rejection] = []
-    duplicates: list[Rejection] = []
-    repairs: list[Repair] = []
+    rows_read = 0
+    sent = _Sent()
     driver = clean.connection.driver_connection
     with (
         driver.cursor() as cursor,
         cursor.copy(
-            f"COPY clean_data.listings ({', '.join(_CLEAN_COLUMNS)}) FROM STDIN",
+            f"COPY clean_data.listings ({', '.join(_CLEAN_COLUMNS)}) FROM STDIN (FORMAT binary)",
             writer=QueuedLibpqWriter(cursor),
         ) as copy,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean-lookup") as lookups,
     ):
+        copy.write(binary_copy.SIGNATURE)
+        waiting: tuple[CleanBatch, Future[dict[str, tuple[int, int]]]] | None = None
         for row_numbers, columns in _chunks(raw, batch_id):
+            if waiting is not None:  # its lookup ran while this chunk was read
+                sent.add(copy, waiting[0], waiting[1].result())
             batch = clean_columns(
                 np.full(len(row_numbers), batch_id),
                 row_numbers,
@@ -639,25 +689,12 @@ def clean_batch(
                 memo=memo,
             )
             rows_read += len(row_numbers)
-            earlier = _earlier(probe, batch.row_keys)
-            again = [i for i, key in enumerate(batch.row_keys) if key in earlier] if earlier else []
-            new = np.setdiff1d(np.arange(len(batch.kept)), again)
-            if len(new):
-                copy.write(_copy_payload(batch, new))
-            cleaned += len(new)
-            rejections += batch.rejections
-            dropped = {int(batch.kept[i]) for i in again}
-            duplicates += [
-                _duplicate(batch_id, int(batch.row_numbers[position]), earlier[key])
-                for position, key in ((int(batch.kept[i]), batch.row_keys[i]) for i in again)
-            ]
-            repairs += [
-                repair
-                for position, kept_repairs in sorted(batch.repairs.items())
-                if position not in dropped
-                for repair in kept_repairs
-            ]
-    rejections += duplicates
+            waiting = batch, lookups.submit(_earlier, probe, batch.row_keys)
+        if waiting is not None:
+            sent.add(copy, waiting[0], waiting[1].result())
+        copy.write(binary_copy.TRAILER)
+    cleaned, repairs = sent.cleaned, sent.repairs
+    rejections = sent.rejections + sent.duplicates
     _copy(
         clean,
         "clean_data.rejected",
