@@ -1,8 +1,9 @@
 """PostgreSQL's binary COPY format, built a whole column at a time.
 
 Why binary: the server stores binary fields as they come (a double's 8 bytes, a date's day
-number), where text COPY makes it parse every number, date and uuid again; for CLEAN's listings
-that parsing is ~40 % of the server's COPY work without its indexes (docs/BENCHMARKS.md). Why a
+number), where text COPY makes it parse every number, date and uuid again: for CLEAN's listings
+that parsing is ~half of the server's COPY work without the indexes, and ~10 % of the server's
+CPU for a whole clean with them (docs/BENCHMARKS.md). Why a
 column at a time: psycopg's ``write_row`` formats one Python value after another; here every
 field is a pyarrow binary array (per row: the field's length, then its bytes; or -1 for NULL)
 made by numpy and pyarrow kernels, and :func:`payload` joins them row by row.
