@@ -141,6 +141,7 @@ def test_pooled_locations_beat_the_glm_baseline(candidates, market: pd.DataFrame
     which is why they are no longer compared by default."""
     assert [c.family for c in candidates] == list(FAMILIES)
     assert load_settings().families == ("linear_trees",)
+    assert load_settings(model_families=",".join(FAMILIES)).families == FAMILIES  # all settable
     scores = {c.family: c.validation["mae"] for c in candidates}
     assert scores["linear_trees"] < scores["glm"]
     assert scores["linear_trees"] < scores["hgb"]

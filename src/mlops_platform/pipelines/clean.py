@@ -656,10 +656,9 @@ def clean_batch(
     among earlier batches' row keys (on ``probe``, a second connection: earlier batches are
     committed) and sent into one COPY of ``listings`` by a writer thread, so the server stores
     a chunk while the next one is being cleaned. A chunk's lookup runs on a thread while the
-    next chunk is read; the chunk is sent after both. Duplicates within
-    the batch are judged across chunks (``seen``); a row equal to a listing of an earlier batch
-    is a duplicate and its repairs are dropped with it. Rejections and repairs follow, then the
-    batch's marker.
+    next chunk is read; the chunk is sent after both. Duplicates within the batch are judged
+    across chunks (``seen``); a row equal to a listing of an earlier batch is a duplicate and
+    its repairs are dropped with it. Rejections and repairs follow, then the batch's marker.
     """
     seen: dict[str, tuple[int, int]] = {}
     memo: dict[Any, Any] = {}
