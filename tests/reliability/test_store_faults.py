@@ -246,6 +246,14 @@ def data_label(platform: Platform) -> str:
     return f"batch-{clean(platform, 'SELECT max(batch_id) FROM clean_data.listings')}"
 
 
+def decided_label(output: str) -> str:
+    """The data version a model run decided on, in its own words ("decision for batch-N: ...").
+    Not CLEAN's newest batch read beforehand: Airflow's data DAG may land a newer one first."""
+    found = re.findall(r"decision for (batch-\d+):", output)
+    assert found, f"the model run named no data version:\n{output[-3000:]}"
+    return found[-1]
+
+
 def history_row(platform: Platform, label: str) -> dict[str, Any] | None:
     engine = make_engine(platform.settings.clean_url)
     try:
@@ -564,11 +572,11 @@ def test_mlflow_down_during_training_fails_clearly_and_records_nothing(
     platform: Platform, scenario: Scenario, tmp_path: Path
 ) -> None:
     fed = feed_until_retrain(platform)
-    label = data_label(platform)
     log = tmp_path / "model.log"
     code, seconds = kill_once_the_run_began(platform, "mlflow", log)
     failure = last_line(log)
     assert code != 0, log.read_text()
+    label = decided_label(log.read_text())
     assert settings_mlflow(platform) in tail(log), tail(log)
     assert versions_for(platform, label) == [], "a version was registered with MLflow down"
     assert history_row(platform, label) is None, "a decision was recorded for a failed run"
@@ -595,11 +603,11 @@ def test_s3_down_during_registration_registers_nothing(
     platform: Platform, scenario: Scenario, tmp_path: Path
 ) -> None:
     fed = feed_until_retrain(platform)
-    label = data_label(platform)
     log = tmp_path / "model.log"
     code, seconds = kill_once_the_run_began(platform, "s3", log)
     failure = last_line(log)
     assert code != 0, log.read_text()
+    label = decided_label(log.read_text())
     assert versions_for(platform, label) == [], "a version was registered with S3 down"
     assert history_row(platform, label) is None
 
@@ -611,17 +619,18 @@ def test_s3_down_during_registration_registers_nothing(
     # run of Airflow's holding the data's training lock. The rerun logs such a wait; reported.
     waited = "another run is training this data" in rerun.stderr
     after = ", after waiting for another run" if waited else ""
-    decided = history_row(platform, label)
-    # Run right after `mlops up`, Airflow's data DAG can land a newer batch first, and the rerun
-    # decides that one (a known race of this scenario alone; its output names the data it took).
-    assert decided is not None, f"no decision recorded for {label}; the rerun:\n{rerun.stdout}"
+    # The rerun decides the newest data: the killed run's, or a batch Airflow's data DAG landed
+    # since (right after `mlops up` it often does).
+    relabel = decided_label(rerun.stderr)
+    decided = history_row(platform, relabel)
+    assert decided is not None, f"no decision recorded for {relabel}; the rerun:\n{rerun.stdout}"
     assert decided["outcome"] in ("promoted", "rejected"), decided
     # Airflow's modeling DAG may register versions of other data meanwhile: only ours is counted.
-    ours = versions_for(platform, label)
-    assert ours == [int(decided["candidate_version"])], f"{label} registered as {ours}"
+    ours = versions_for(platform, relabel)
+    assert ours == [int(decided["candidate_version"])], f"{relabel} registered as {ours}"
     scenario.report(
-        f"S3 killed once the candidate's run began: the run failed, 0 versions registered; "
-        f"restart {seconds} s; the rerun ({rerun_s} s{after}) "
+        f"S3 killed once the candidate's run of {label} began: the run failed, 0 versions "
+        f"registered; restart {seconds} s; the rerun ({rerun_s} s{after}) decided {relabel}, "
         f"registered v{decided['candidate_version']} and recorded it ({decided['outcome']})",
         batches_fed=fed,
         versions_registered_during_outage=0,
