@@ -53,7 +53,7 @@ lint: install ## ruff: lint and formatting
 test: install lint ## Set up everything and run the whole test suite
 	@scripts/ensure-tools.sh >/dev/null
 	@scripts/images.sh --start
-	$(MAKE) --no-print-directory charts-test
+	$(MAKE) --no-print-directory charts-test || { scripts/images.sh --stop; exit 1; }
 	@scripts/images.sh --wait
 	$(VENV)/bin/pytest --ignore=tests/charts --ignore=tests/images --ignore=tests/reliability
 	$(MAKE) --no-print-directory reliability

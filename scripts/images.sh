@@ -8,6 +8,7 @@
 #   scripts/images.sh --start    start the build in the background (`make test` overlaps it with
 #                                the chart tests: the build waits on the network, they on a core)
 #   scripts/images.sh --wait     wait for that build, show its steps, fail as it failed
+#   scripts/images.sh --stop     stop that build (`make test` does when the chart tests fail)
 #
 # Without a Docker engine (CI, this kind of machine) it uses Debian's buildah and podman
 # (installed here with apt-get when missing, as root). No base image can be pulled on such a
@@ -167,8 +168,9 @@ start_background() {
   if ! docker_engine; then ensure_tools buildah debootstrap; fi
   # The exit status goes to a file: --wait runs in another shell, not this one's parent.
   # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
-  nohup bash -c '"$0" >"$1" 2>&1; echo $? >"$2"' "$ROOT/scripts/images.sh" "$BACKGROUND_LOG" \
-    "$BACKGROUND_STATUS" </dev/null >/dev/null 2>&1 &  # holds no pipe of make's open
+  # Its own session (setsid), so --stop can end the build and every process it started.
+  setsid nohup bash -c '"$0" >"$1" 2>&1; echo $? >"$2"' "$ROOT/scripts/images.sh" \
+    "$BACKGROUND_LOG" "$BACKGROUND_STATUS" </dev/null >/dev/null 2>&1 &  # holds no pipe of make's
   echo $! >"$BACKGROUND_PID"
   log "building $IMAGE in the background while other tests run (log: $BACKGROUND_LOG)"
 }
@@ -192,11 +194,21 @@ wait_background() {
   ((status == 0)) || { tail -n 30 "$BACKGROUND_LOG" >&2; die "the background build failed (log: $BACKGROUND_LOG)"; }
 }
 
+stop_background() {
+  local pid
+  pid="$(cat "$BACKGROUND_PID" 2>/dev/null)" || return 0
+  if [[ ! -s "$BACKGROUND_STATUS" ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    log "stopped the background build (log: $BACKGROUND_LOG)"
+  fi
+}
+
 case "${1:-}" in
   --tools) ensure_tools && ensure_in_podman ;;
   --start) start_background ;;
   --wait) wait_background ;;
+  --stop) stop_background ;;
   --size) size_of "$IMAGE" ;;
   "") build ;;
-  *) die "unknown option $1 (use --tools, --size, --start or --wait, or nothing to build)" ;;
+  *) die "unknown option $1 (use --tools, --size, --start, --wait or --stop, or nothing to build)" ;;
 esac
