@@ -24,6 +24,7 @@ they never take batches the data DAG of group 1 expects.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -59,6 +60,9 @@ IMPATIENT_MLFLOW = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }
+# A tag MLflow puts on every run of the process (MLFLOW_RUN_CONTEXT): our run is told apart from
+# the runs Airflow's modeling DAG starts meanwhile.
+RUN_MARKER = "reliability.run"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -226,8 +230,12 @@ def max_version(platform: Platform) -> int:
     return int(found or 0)
 
 
-def run_count(platform: Platform) -> int:
-    return int(mlflow_db(platform, "SELECT count(*) FROM runs"))
+def run_began(platform: Platform, marker: str) -> bool:
+    """Whether the MLflow run tagged ``marker`` (:data:`RUN_MARKER`) exists yet."""
+    found = mlflow_db(
+        platform, "SELECT count(*) FROM tags WHERE key = :k AND value = :v", k=RUN_MARKER, v=marker
+    )
+    return int(found) > 0
 
 
 def versions_for(platform: Platform, label: str) -> list[int]:
@@ -551,14 +559,21 @@ def test_mlflow_down_during_the_hook_keeps_the_old_model_serving(
 
 
 def kill_once_the_run_began(platform: Platform, service: str, log: Path) -> tuple[int, float]:
-    """`mlops pipeline run model` (MLflow's client impatient) with ``service`` killed once the
-    candidate's MLflow run exists; the run ends with it down. Its exit code, and the seconds the
-    restart took."""
-    runs = run_count(platform)
+    """`mlops pipeline run model` (MLflow's client impatient) with ``service`` killed once its
+    own candidate's MLflow run exists (not one an Airflow run started meanwhile); the run ends
+    with it down. Its exit code, and the seconds the restart took."""
+    marker = f"{service}-{time.time_ns()}"
+    context = json.dumps({RUN_MARKER: marker})
     process: subprocess.Popen[str] | None = None
     try:
-        process = spawn(platform, ["pipeline", "run", "model"], log, **IMPATIENT_MLFLOW)
-        poll("the candidate's MLflow run", lambda: run_count(platform) > runs, 600, every_s=0.05)
+        process = spawn(
+            platform,
+            ["pipeline", "run", "model"],
+            log,
+            **IMPATIENT_MLFLOW,
+            MLFLOW_RUN_CONTEXT=context,
+        )
+        poll("our candidate's MLflow run", lambda: run_began(platform, marker), 600, every_s=0.05)
         platform.kill(service)
         code = finish(process)
     finally:
