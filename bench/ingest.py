@@ -7,7 +7,9 @@ Ours stores the batch with COPY (``store_batch``) and cleans it column-wise (``c
 read RAW with COPY, every rule of ``schema.py``, repairs, rejections with reasons, duplicates,
 split, COPY into CLEAN). Both write the same 200,000 simulator rows, received as JSON, into one
 local PostgreSQL server; each run does our ingest and clean, then the original's, and medians are
-reported. Prints ``key=value`` lines, ``pipeline_speedup`` last.
+reported. ``pipeline_cpu_s`` is the CPU our ingest and clean cost this process and the server
+together (what the machine's cores must fit). Prints ``key=value`` lines, ``pipeline_speedup``
+last.
 
     python bench/ingest.py [--rows 200000] [--runs 5]
 """
@@ -17,12 +19,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import psycopg2
 from psycopg2.extras import execute_values
 from sqlalchemy import text
@@ -90,6 +94,20 @@ def baseline_clean(conninfo: str) -> tuple[float, int]:
         return time.perf_counter() - start, len(frame)
 
 
+def cpu_seconds(data_dir: Path) -> float:
+    """CPU time so far of this process and of the server (its postmaster and every child)."""
+    ours = resource.getrusage(resource.RUSAGE_SELF)
+    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
+    server = 0.0
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:  # a backend that just ended
+            continue
+        server += times.user + times.system
+    return ours.ru_utime + ours.ru_stime + server
+
+
 def ours(engine, body: str) -> float:
     """Ours: hash the payload as received, then store_batch (one transaction, COPY). Seconds."""
     with engine.begin() as conn:
@@ -130,6 +148,7 @@ def main() -> None:
     body = json.dumps({"group_number": 1, "day": "Wednesday", "batch_number": 1, "data": records})
     received = parse_batch(body, "bench", 1, "Wednesday").records  # as the client hands them
     times: dict[str, list[float]] = {"ingest": [], "clean": [], "base": [], "base_clean": []}
+    cpu: list[float] = []  # ours, ingest + clean: this process and the server, both cores
     with tempfile.TemporaryDirectory() as folder:
         server = LocalPostgres(Path(folder) / "data", free_port(), durable=False)
         server.init()
@@ -146,8 +165,10 @@ def main() -> None:
                 settings = {name: conn.execute(text(f"SHOW {name}")).scalar() for name in SETTINGS}
             conninfo = server.conninfo("rawdata")
             for _ in range(args.runs):
+                before = cpu_seconds(server.data_dir)
                 times["ingest"].append(ours(raw, body))
                 times["clean"].append(ours_clean(raw, clean))
+                cpu.append(cpu_seconds(server.data_dir) - before)
                 times["base"].append(baseline(conninfo, received))
                 seconds, written = baseline_clean(conninfo)
                 times["base_clean"].append(seconds)
@@ -174,6 +195,7 @@ def main() -> None:
     print(f"clean_speedup={median['base_clean'] / median['clean']:.2f}")
     print(f"pipeline_rows_per_s={rows / ours_pipeline:.0f}")
     print(f"original_pipeline_rows_per_s={rows / base_pipeline:.0f}")
+    print(f"pipeline_cpu_s={statistics.median(cpu):.2f}")
     print(f"pipeline_speedup={base_pipeline / ours_pipeline:.2f}")
 
 

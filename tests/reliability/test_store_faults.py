@@ -558,29 +558,50 @@ def test_mlflow_down_during_the_hook_keeps_the_old_model_serving(
     )
 
 
-def kill_once_the_run_began(platform: Platform, service: str, log: Path) -> tuple[int, float]:
+def began_or_ended(platform: Platform, marker: str, process: subprocess.Popen[str]) -> bool:
+    """Wait until our run's MLflow run exists (True) or our process ended without one (False:
+    Airflow's modeling DAG decided the data first, and ours had nothing to train)."""
+
+    def settled() -> tuple[bool] | None:
+        if run_began(platform, marker):
+            return (True,)
+        return (run_began(platform, marker),) if process.poll() is not None else None
+
+    return poll("our candidate's MLflow run", settled, 600, every_s=0.05)[0]
+
+
+def kill_once_the_run_began(platform: Platform, service: str, log: Path) -> tuple[int, float, int]:
     """`mlops pipeline run model` (MLflow's client impatient) with ``service`` killed once its
     own candidate's MLflow run exists (not one an Airflow run started meanwhile); the run ends
-    with it down. Its exit code, and the seconds the restart took."""
-    marker = f"{service}-{time.time_ns()}"
-    context = json.dumps({RUN_MARKER: marker})
+    with it down. When Airflow decided the data first, more batches are fed and the run starts
+    again (three times at most). Its exit code, the seconds the restart took, and the batches
+    fed for those retries."""
+    fed = 0
     process: subprocess.Popen[str] | None = None
     try:
-        process = spawn(
-            platform,
-            ["pipeline", "run", "model"],
-            log,
-            **IMPATIENT_MLFLOW,
-            MLFLOW_RUN_CONTEXT=context,
-        )
-        poll("our candidate's MLflow run", lambda: run_began(platform, marker), 600, every_s=0.05)
+        for _ in range(3):
+            marker = f"{service}-{time.time_ns()}"
+            context = json.dumps({RUN_MARKER: marker})
+            process = spawn(
+                platform,
+                ["pipeline", "run", "model"],
+                log,
+                **IMPATIENT_MLFLOW,
+                MLFLOW_RUN_CONTEXT=context,
+            )
+            if began_or_ended(platform, marker, process):
+                break
+            finish(process)
+            fed += feed_until_retrain(platform)
+        else:
+            raise AssertionError("Airflow decided the data first three times:\n" + tail(log))
         platform.kill(service)
         code = finish(process)
     finally:
         seconds = restarted(platform)
         if process is not None:
             code = finish(process)
-    return code, seconds
+    return code, seconds, fed
 
 
 def test_mlflow_down_during_training_fails_clearly_and_records_nothing(
@@ -588,7 +609,8 @@ def test_mlflow_down_during_training_fails_clearly_and_records_nothing(
 ) -> None:
     fed = feed_until_retrain(platform)
     log = tmp_path / "model.log"
-    code, seconds = kill_once_the_run_began(platform, "mlflow", log)
+    code, seconds, more = kill_once_the_run_began(platform, "mlflow", log)
+    fed += more
     failure = last_line(log)
     assert code != 0, log.read_text()
     label = decided_label(log.read_text())
@@ -619,7 +641,8 @@ def test_s3_down_during_registration_registers_nothing(
 ) -> None:
     fed = feed_until_retrain(platform)
     log = tmp_path / "model.log"
-    code, seconds = kill_once_the_run_began(platform, "s3", log)
+    code, seconds, more = kill_once_the_run_began(platform, "s3", log)
+    fed += more
     failure = last_line(log)
     assert code != 0, log.read_text()
     label = decided_label(log.read_text())
