@@ -187,6 +187,21 @@ class Settings(BaseSettings):
     model_poll_interval_s: float = Field(
         default=30.0, gt=0, description="How often the API checks the production alias."
     )
+    # SHAP costs ~100x a prediction and holds the GIL: unbounded, 64 users' /explain calls made
+    # a one-record /predict wait 330 ms at the median; 1 or 2 turns, 2-4 ms, and 2 computed as
+    # many explanations as unbounded (docs/RELIABILITY.md, load).
+    explain_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Most /explain requests one API worker computes at once.",
+    )
+    explain_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        description="Longest an /explain request waits for its turn before 429 (Retry-After).",
+    )
     inference_log_queue_size: int = Field(
         default=10_000, ge=1, description="Inference-log rows kept in memory while RAW is away."
     )

@@ -86,6 +86,7 @@ def test_environment_is_settings_the_package_accepts(monkeypatch: pytest.MonkeyP
     assert settings.raw_db_url.hosts()[0]["port"] == 5432
     assert settings.raw_db_url.path == "/rawdata"
     assert settings.api_token == "secret-mlops-api-token"
+    assert (settings.explain_concurrency, settings.explain_wait_s) == (2, 5)
 
 
 def test_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,6 +99,8 @@ def test_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
                     "workers": 3,
                     "modelPollIntervalSeconds": 5,
                     "inferenceLogQueueSize": 2000000,
+                    "explainConcurrency": 3,
+                    "explainWaitSeconds": 0.5,
                 },
             }
         )
@@ -107,6 +110,7 @@ def test_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.api_workers == 3
     assert settings.model_poll_interval_s == 5
     assert settings.model_alias == "champion"
+    assert (settings.explain_concurrency, settings.explain_wait_s) == (3, 0.5)
     assert settings.mlflow_tracking_uri == "http://registry:5000"
     host = settings.raw_db_url.hosts()[0]
     assert (host["host"], host["port"], settings.raw_db_url.path) == (
@@ -249,6 +253,7 @@ def test_ingress_is_optional() -> None:
         ({"autoscaling": {"enabeld": True}}, "additional properties 'enabeld' not allowed"),
         ({"api": {"workers": "two"}}, r"/api/workers.*got string, want integer"),
         ({"api": {"workers": 0}}, r"/api/workers.*minimum"),
+        ({"api": {"explainConcurrency": 0}}, r"/api/explainConcurrency.*minimum"),
         ({"autoscaling": {"enabled": "yes"}}, r"/autoscaling/enabled.*got string, want boolean"),
         ({"podDisruptionBudget": {"maxUnavailable": 0}}, r"/podDisruptionBudget/maxUnavailable"),
         ({"networkPolicy": {"allowedClients": "airflow"}}, r"got string, want array"),

@@ -185,6 +185,38 @@ def test_explain_gives_a_waterfall_in_log_price_space(
     assert body["prediction"] == pytest.approx(predicted, abs=0.01)
 
 
+def test_explain_sheds_when_its_turns_are_busy_and_predict_still_answers(
+    trained: Trained, stores: Stores
+) -> None:
+    """With its one turn taken (held here on the app's own event loop, as a long SHAP call
+    would hold it), /explain answers 429 with Retry-After; /predict is not held up; once the
+    turn is free /explain answers again, at once (no wait allowed here: a free turn is taken
+    without one)."""
+    trained.promote(trained.first)
+    settings = api_settings(trained, stores, explain_concurrency=1, explain_wait_s=0)
+    record = trained.records[1]
+    with TestClient(create_app(settings)) as client:
+        slots = client.app.state.api.explain_slots
+        client.portal.call(slots.acquire)
+        try:
+            shed = client.post("/explain", json=record)
+            predicted = client.post("/predict", json=record)
+        finally:
+            client.portal.call(slots.release)
+        explained = client.post("/explain", json=record)
+        counted = metric(
+            client, "mlops_api_requests_total", method="POST", route="/explain", status="429"
+        )
+
+    assert shed.status_code == 429, shed.text
+    assert shed.headers["retry-after"] == "1"
+    assert "MLOPS_EXPLAIN_CONCURRENCY" in shed.json()["detail"]
+    assert predicted.status_code == 200, predicted.text
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["contributions"]
+    assert counted == 1
+
+
 def test_model_describes_the_served_version(trained: Trained, stores: Stores) -> None:
     trained.promote(trained.first)
     with TestClient(create_app(api_settings(trained, stores))) as client:

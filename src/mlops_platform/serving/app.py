@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             batch_size=settings.inference_log_batch_size,
             flush_s=settings.inference_log_flush_s,
         ),
+        explain_slots=asyncio.Semaphore(settings.explain_concurrency),
     )
     # Inside the metrics middleware, so refused bodies are counted as the 413s they are.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -8,6 +8,7 @@ one reference assignment; when anything fails on the way, the old model keeps se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field, replace
@@ -220,5 +221,7 @@ class ApiState:
     metrics: ApiMetrics
     holder: ModelHolder
     inference_log: InferenceLog
+    # /explain's turns (settings.explain_concurrency): SHAP is kept from starving /predict.
+    explain_slots: asyncio.Semaphore
     # The /predict body checks' verdicts: pure functions of (field, value, day), kept per app.
     verdicts: VerdictMemo = field(default_factory=VerdictMemo)

@@ -30,6 +30,11 @@ def _call(method: str, url: str, timeout_s: float, body: Any = None) -> Any:
             f"The inference API at {base} is not reachable ({type(error).__name__}). "
             "Start it (`mlops serve api`, or `mlops up`) or check MLOPS_API_URL."
         ) from None
+    if response.status_code == 429:
+        raise ApiProblem(
+            f"The inference API is busy ({_detail(response)}). Wait "
+            f"{response.headers.get('retry-after', 'a few')} s and try again."
+        )
     if response.status_code == 503:
         raise ApiProblem(
             f"The inference API has no production model to serve yet ({_detail(response)}). "
