@@ -12,6 +12,7 @@ import re
 import threading
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from mlops_platform.datasource.simulator import SimulatorConfig
 from mlops_platform.pipelines import modeling, registry
 from mlops_platform.pipelines.dataset import load_listings
 from mlops_platform.pipelines.evaluate import evaluate
+from mlops_platform.pipelines.explain import explain as shap_explain
 from mlops_platform.pipelines.modeling import run_model_pipeline
 from mlops_platform.settings import Settings
 from mlops_platform.storage.tables import model_history
@@ -261,6 +263,30 @@ def test_reference_rows_are_what_production_was_trained_on(
     _collect(stores, 2)
     decision = modeling.decide(settings)
     assert decision["reference_rows"] == int(registry.production(settings).tags["train_rows"])
+
+
+def test_the_runs_shap_values_are_of_the_background_the_api_explains_against(
+    stores: Stores, mlflow_settings: Settings
+) -> None:
+    """A batch landing between evaluate and explain (Airflow's data DAG does not wait) leaves
+    the run's SHAP values on the rows evaluate logged as the API's background."""
+    settings = _settings(stores, mlflow_settings)
+    _collect(stores, 1)
+    decision = modeling.decide(settings)
+    candidate = modeling.train(settings, decision)
+    modeling.evaluate(settings, decision, candidate)
+    _collect(stores, 2)  # new test rows in CLEAN before explain runs
+    explained = modeling.explain(settings, candidate)
+
+    background = modeling.read_background(settings, candidate["run_id"])
+    version = registry.ModelVersion(
+        settings.model_name, candidate["version"], candidate["run_id"], {}
+    )
+    expected = shap_explain(registry.load(settings, version), background, background)
+    logged = mlflow.artifacts.load_dict(f"{explained['shap_uri']}/values.json")
+    assert len(logged["values"]) == len(background) > 0
+    assert logged["base_value"] == pytest.approx(expected.base_value)
+    np.testing.assert_allclose(logged["values"], expected.values.to_numpy(), atol=1e-5)
 
 
 def test_the_cli_shows_mape_as_a_percentage_and_no_download_bars(

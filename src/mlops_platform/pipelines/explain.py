@@ -20,6 +20,10 @@ from mlops_platform.pipelines.features import LOW_CARDINALITY, SOURCES
 from mlops_platform.pipelines.linear_trees import LinearTrees
 from mlops_platform.schema import FEATURES
 
+# A run's SHAP background: rows of its test split, logged by the modeling pipeline's evaluate
+# step; the pipeline's explain step and the API's /explain both explain against them.
+BACKGROUND_PATH = "shap/background.json"
+
 
 @dataclass(frozen=True)
 class Explanation:

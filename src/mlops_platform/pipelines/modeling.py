@@ -29,7 +29,9 @@ from mlops_platform.pipelines.dataset import data_version, first_batch_id, load_
 from mlops_platform.pipelines.evaluate import evaluate as score
 from mlops_platform.pipelines.evaluate import regression_metrics
 from mlops_platform.pipelines.evidence import location_median, original_glm, paired_gains
+from mlops_platform.pipelines.explain import BACKGROUND_PATH
 from mlops_platform.pipelines.explain import explain as shap_explain
+from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.sample import at_most
 from mlops_platform.pipelines.train import choose, fit_candidates, fit_family
@@ -445,7 +447,7 @@ def _judge_and_move(
 
 def shap_sample(test: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The rows SHAP explains and the API's /explain takes as background: a fixed-seed sample of
-    the test split (``evaluate`` logs it before the alias can move; ``explain`` explains it)."""
+    the test split (``evaluate`` logs it before the alias can move; ``explain`` reads it back)."""
     size = min(settings.shap_sample_rows, len(test))
     return test.sample(size, random_state=settings.train_seed)
 
@@ -455,20 +457,24 @@ def log_background(client: MlflowClient, run_id: str, rows: pd.DataFrame) -> Non
     verifies its compiled path on. Missing values as JSON null."""
     features = rows[list(FEATURES)]
     as_json = features.astype(object).where(features.notna(), None)
-    client.log_dict(run_id, {"rows": as_json.to_dict(orient="records")}, "shap/background.json")
+    client.log_dict(run_id, {"rows": as_json.to_dict(orient="records")}, BACKGROUND_PATH)
+
+
+def read_background(settings: Settings, run_id: str) -> pd.DataFrame:
+    """The run's background (:func:`log_background`) as the model's raw feature frame."""
+    registry.client(settings)  # the tracking URI the artifact is read from
+    return raw_frame(mlflow.artifacts.load_dict(f"runs:/{run_id}/{BACKGROUND_PATH}")["rows"])
 
 
 def explain(
     settings: Settings, candidate: dict[str, Any] | None, *, loaded: Loaded | None = None
 ) -> dict[str, Any] | None:
-    """Global SHAP importance and a sample of per-row values, logged with the candidate's run."""
+    """Global SHAP importance and per-row values, logged with the candidate's run: of the rows
+    ``evaluate`` logged as the background, so the run's importance and the API's /explain are
+    against the same rows (a new batch landing in between does not change them)."""
     if candidate is None:
         return None
-    clean = make_engine(settings.clean_url)
-    try:  # the same rows, in the same order, as the test split of every row
-        sample = shap_sample(load_listings(clean, split="test"), settings)
-    finally:
-        clean.dispose()
+    sample = read_background(settings, candidate["run_id"])
     model = _load(
         settings,
         registry.ModelVersion(settings.model_name, candidate["version"], candidate["run_id"], {}),

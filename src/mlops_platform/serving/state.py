@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_platform.pipelines import registry
+from mlops_platform.pipelines.explain import BACKGROUND_PATH
 from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.registry import ModelVersion
 from mlops_platform.schema import EXAMPLE_RECORD
@@ -76,7 +77,7 @@ def _number(value: str | None) -> int | str | None:
 
 def _background(version: ModelVersion) -> pd.DataFrame | None:
     """The rows SHAP compares against; None while the pipeline's explain task has not run yet."""
-    uri = f"runs:/{version.run_id}/shap/background.json"
+    uri = f"runs:/{version.run_id}/{BACKGROUND_PATH}"
     try:
         rows = mlflow.artifacts.load_dict(uri)["rows"]
     except Exception as error:  # missing or unreadable: explain waits, predictions do not
