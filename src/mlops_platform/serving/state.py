@@ -76,7 +76,7 @@ def _number(value: str | None) -> int | str | None:
 
 
 def _background(version: ModelVersion) -> pd.DataFrame | None:
-    """The rows SHAP compares against; None while the pipeline's explain task has not run yet."""
+    """The rows SHAP compares against; None until the pipeline's evaluate task logged it."""
     uri = f"runs:/{version.run_id}/{BACKGROUND_PATH}"
     try:
         rows = mlflow.artifacts.load_dict(uri)["rows"]

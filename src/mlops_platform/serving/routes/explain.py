@@ -44,7 +44,7 @@ async def explain(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"version {served.version.version} has no SHAP background (shap/background.json) "
-            "yet: the modeling pipeline's explain task writes it; the API picks it up on its "
+            "yet: the modeling pipeline's evaluate task writes it; the API picks it up on its "
             "next poll",
         )
     async with _turn(api):
