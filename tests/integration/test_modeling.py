@@ -222,6 +222,34 @@ def test_an_older_data_version_decided_after_a_newer_one_is_superseded(
     assert len(_history(stores)) == 3
 
 
+def test_a_version_registered_by_a_run_that_died_is_recorded_when_its_data_is_superseded(
+    stores: Stores, mlflow_settings: Settings
+) -> None:
+    """A run registers its candidate and dies (PostgreSQL killed before the decision); newer data
+    is decided before Airflow retries it. The retry neither trains nor promotes, and its
+    superseded row names the version the dead attempt registered: every registered version has
+    a decision."""
+    settings = _settings(stores, mlflow_settings)
+    _collect(stores, 1)
+    died = modeling.decide(settings)
+    registered = modeling.train(settings, died)  # ... and the run ends here
+    assert registered is not None
+    _collect(stores, 2)
+    newest = run_model_pipeline(settings)
+    assert newest["data_version"] == "batch-2"
+
+    assert modeling.train(settings, died) is None, "superseded data never trains"
+    row = modeling.record(settings, died, None, None, {"promoted": False}, None)
+
+    assert (row["data_version"], row["outcome"]) == ("batch-1", "superseded")
+    assert row["candidate_version"] == registered["version"]
+    assert row["candidate_run_id"] == registered["run_id"]
+    recorded = {r["candidate_version"] for r in _history(stores)}
+    assert set(_versions(settings)) <= recorded, "a registered version has no decision"
+    again = modeling.record(settings, died, None, None, {"promoted": False}, None)
+    assert again["id"] == row["id"]
+
+
 def test_two_runs_training_the_same_data_at_once_register_one_version(
     stores: Stores, mlflow_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

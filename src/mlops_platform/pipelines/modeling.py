@@ -570,6 +570,7 @@ def record(
                 if newer is not None:
                     reason = _superseded_reason(label, newer)
                     promotion = {"promoted": False, "reason": reason, "superseded_by": newer}
+                    candidate = candidate or _registered_before(settings, label)
                 _insert_history(
                     conn, _history_values(decision, candidate, evaluation, promotion, explanation)
                 )
@@ -584,6 +585,22 @@ def record(
         clean.dispose()
     log.info("history for %s: %s", label, stored["reason"] if stored else "-")
     return stored or {}
+
+
+def _registered_before(settings: Settings, label: str) -> dict[str, Any] | None:
+    """The version an earlier attempt for ``label`` registered before it died (train does not
+    reuse it once newer data is decided), so the superseded row accounts for it: no registered
+    version is left without a decision."""
+    found = registry.find_version(settings, label)
+    if found is None:
+        return None
+    log.info("%s: version %s of an earlier attempt is superseded", label, found.version)
+    return {
+        "version": found.version,
+        "run_id": found.run_id,
+        "family": found.tags.get("family"),
+        "validation": None,
+    }
 
 
 def run_model_pipeline(settings: Settings) -> dict[str, Any]:
