@@ -12,17 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.compose import TransformedTargetRegressor
 
-from mlops_platform.pipelines.features import LOW_CARDINALITY, SOURCES
+from mlops_platform.pipelines.features import LOW_CARDINALITY, SOURCES, raw_frame
 from mlops_platform.pipelines.linear_trees import LinearTrees
 from mlops_platform.schema import FEATURES
 
 # A run's SHAP background: rows of its test split, logged by the modeling pipeline's evaluate
 # step; the pipeline's explain step and the API's /explain both explain against them.
 BACKGROUND_PATH = "shap/background.json"
+
+
+def load_background(run_id: str) -> pd.DataFrame:
+    """A run's background as the model's raw feature frame (from the tracking server set)."""
+    return raw_frame(mlflow.artifacts.load_dict(f"runs:/{run_id}/{BACKGROUND_PATH}")["rows"])
 
 
 @dataclass(frozen=True)

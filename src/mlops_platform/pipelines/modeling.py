@@ -29,9 +29,8 @@ from mlops_platform.pipelines.dataset import data_version, first_batch_id, load_
 from mlops_platform.pipelines.evaluate import evaluate as score
 from mlops_platform.pipelines.evaluate import regression_metrics
 from mlops_platform.pipelines.evidence import location_median, original_glm, paired_gains
-from mlops_platform.pipelines.explain import BACKGROUND_PATH
+from mlops_platform.pipelines.explain import BACKGROUND_PATH, load_background
 from mlops_platform.pipelines.explain import explain as shap_explain
-from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.promote import judge
 from mlops_platform.pipelines.sample import at_most
 from mlops_platform.pipelines.train import choose, fit_candidates, fit_family
@@ -227,13 +226,18 @@ def train(settings: Settings, decision: dict[str, Any]) -> dict[str, Any] | None
         existing = registry.find_version(settings, label)
         if existing is not None:
             log.info("candidate for %s already registered as version %s", label, existing.version)
-            return {
-                "version": existing.version,
-                "run_id": existing.run_id,
-                "family": existing.tags.get("family"),
-                "validation": None,
-            }
+            return _registered_candidate(existing)
         return _fit_and_register(settings, decision)
+
+
+def _registered_candidate(version: registry.ModelVersion) -> dict[str, Any]:
+    """A candidate an earlier attempt registered, as train hands candidates on."""
+    return {
+        "version": version.version,
+        "run_id": version.run_id,
+        "family": version.tags.get("family"),
+        "validation": None,
+    }
 
 
 def _fit_and_register(settings: Settings, decision: dict[str, Any]) -> dict[str, Any]:
@@ -463,7 +467,7 @@ def log_background(client: MlflowClient, run_id: str, rows: pd.DataFrame) -> Non
 def read_background(settings: Settings, run_id: str) -> pd.DataFrame:
     """The run's background (:func:`log_background`) as the model's raw feature frame."""
     registry.client(settings)  # the tracking URI the artifact is read from
-    return raw_frame(mlflow.artifacts.load_dict(f"runs:/{run_id}/{BACKGROUND_PATH}")["rows"])
+    return load_background(run_id)
 
 
 def explain(
@@ -595,12 +599,7 @@ def _registered_before(settings: Settings, label: str) -> dict[str, Any] | None:
     if found is None:
         return None
     log.info("%s: version %s of an earlier attempt is superseded", label, found.version)
-    return {
-        "version": found.version,
-        "run_id": found.run_id,
-        "family": found.tags.get("family"),
-        "validation": None,
-    }
+    return _registered_candidate(found)
 
 
 def run_model_pipeline(settings: Settings) -> dict[str, Any]:

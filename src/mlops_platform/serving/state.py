@@ -15,12 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import mlflow
 import numpy as np
 import pandas as pd
 
 from mlops_platform.pipelines import registry
-from mlops_platform.pipelines.explain import BACKGROUND_PATH
+from mlops_platform.pipelines.explain import BACKGROUND_PATH, load_background
 from mlops_platform.pipelines.features import raw_frame
 from mlops_platform.pipelines.registry import ModelVersion
 from mlops_platform.schema import EXAMPLE_RECORD
@@ -77,13 +76,17 @@ def _number(value: str | None) -> int | str | None:
 
 def _background(version: ModelVersion) -> pd.DataFrame | None:
     """The rows SHAP compares against; None until the pipeline's evaluate task logged it."""
-    uri = f"runs:/{version.run_id}/{BACKGROUND_PATH}"
     try:
-        rows = mlflow.artifacts.load_dict(uri)["rows"]
+        return load_background(version.run_id)
     except Exception as error:  # missing or unreadable: explain waits, predictions do not
-        log.warning("no SHAP background for version %s yet (%s): %s", version.version, uri, error)
+        log.warning(
+            "no SHAP background for version %s yet (runs:/%s/%s): %s",
+            version.version,
+            version.run_id,
+            BACKGROUND_PATH,
+            error,
+        )
         return None
-    return raw_frame(rows)
 
 
 def load_version(settings: Settings, version: ModelVersion) -> LoadedModel:
